@@ -1,0 +1,130 @@
+"""The FastAPI application: routers, error handlers, body limit, OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from workflow_service import __version__, health
+from workflow_service.auth.router import router as applications_router
+from workflow_service.db import Database, create_database
+from workflow_service.errors import error_body, install_error_handlers
+from workflow_service.pipelines.router import router as pipelines_router
+from workflow_service.settings import Settings, load_settings
+
+DESCRIPTION = """\
+Runs GridLAB-D power-system simulations for other applications and keeps their results.
+
+Authenticate with the `Workflow-API-Key` header (or `Authorization: Bearer <key>`).
+Errors are JSON `{"message": ..., "errors": {...}}`; validation errors answer **400**.
+Every success on the v1 paths answers **200**, creates and deletes included.
+"""
+
+
+class BodySizeLimit:
+    """Refuse request bodies over ``max_bytes`` with 413, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = f"Request body larger than MAX_CONTENT_LENGTH ({self.max_bytes} bytes)"
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
+                await _send_json(send, 413, error_body(message))
+                return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            incoming = await receive()
+            if incoming["type"] == "http.request":
+                received += len(incoming.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(status_code=413, detail=message)
+            return incoming
+
+        await self.app(scope, limited_receive, send)
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _openapi_document(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, less its 422 answers: this API answers 400 with ErrorResponse."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        tags=app.openapi_tags,
+    )
+    for path in document.get("paths", {}).values():
+        for operation in path.values():
+            operation.get("responses", {}).pop("422", None)
+    schemas = document.get("components", {}).get("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    app.openapi_schema = document
+    return document
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = database is None
+        app.state.database = database or create_database(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.database.dispose()
+
+    app = FastAPI(
+        title="Workflow Service",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "pipelines", "description": "GridLAB-D job definitions."},
+            {"name": "applications", "description": "API keys (ADMIN)."},
+            {"name": "health", "description": "Liveness and readiness; no key needed."},
+        ],
+    )
+    app.state.settings = settings
+    if database is not None:
+        app.state.database = database
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_content_length)
+    app.include_router(health.router)
+    app.include_router(pipelines_router)
+    app.include_router(applications_router)
+    app.openapi = lambda: _openapi_document(app)  # type: ignore[method-assign]
+    return app

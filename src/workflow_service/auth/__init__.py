@@ -1,0 +1,1 @@
+"""Applications (API clients), their keys and permissions."""

@@ -1,0 +1,1 @@
+"""Pipelines: GridLAB-D job definitions (native `gridlabd` or OpenFIDO `script`)."""

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import JSON, Boolean, Integer, String, false
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from workflow_service.db import Base, TimestampedMixin
+
+
+class PipelineKind(StrEnum):
+    GRIDLABD = "gridlabd"
+    """Native: the engine runs the pipeline's model in a fresh working directory."""
+    SCRIPT = "script"
+    """OpenFIDO contract: a repository's script reads OPENFIDO_INPUT, writes OPENFIDO_OUTPUT."""
+
+
+class Pipeline(TimestampedMixin, Base):
+    __tablename__ = "pipeline"
+
+    name: Mapped[str] = mapped_column(String(50))
+    description: Mapped[str] = mapped_column(String(300), default="")
+    kind: Mapped[str] = mapped_column(String(16))
+    # script kind
+    docker_image_url: Mapped[str | None] = mapped_column(String(2000), default=None)
+    repository_ssh_url: Mapped[str | None] = mapped_column(String(2000), default=None)
+    repository_branch: Mapped[str | None] = mapped_column(String(100), default=None)
+    repository_script: Mapped[str | None] = mapped_column(String(4096), default=None)
+    # gridlabd kind
+    model: Mapped[str | None] = mapped_column(String(255), default=None)
+    arguments: Mapped[list[str]] = mapped_column(
+        JSON().with_variant(JSONB(), "postgresql"), default=list
+    )
+    timeout_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
+    is_deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

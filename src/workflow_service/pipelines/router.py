@@ -1,0 +1,99 @@
+"""v1 pipelines endpoints. Every success answers 200, creates and deletes included."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request, Response
+
+from workflow_service.auth.dependencies import ClientApp
+from workflow_service.db import SessionDep
+from workflow_service.errors import error_responses
+from workflow_service.pagination import NEXT_CURSOR_HEADER, PageDep
+from workflow_service.pipelines import repository, service
+from workflow_service.pipelines.schemas import PipelineIn, PipelineOut, PipelineSearch
+from workflow_service.schemas import UuidPath
+
+router = APIRouter(
+    prefix="/v1/pipelines", tags=["pipelines"], responses=error_responses(400, 401, 403, 413)
+)
+
+PipelineBody = Annotated[PipelineIn, Body()]
+PIPELINE_BODY_DOC = (
+    "A body without `kind` is a `script` pipeline (the original's rules: `docker_image_url` "
+    "and `repository_ssh_url` required and non-empty); native pipelines say "
+    '`"kind": "gridlabd"`.'
+)
+PAGED_LIST: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            NEXT_CURSOR_HEADER: {
+                "description": "Cursor of the next page, when `limit` was given and more follow.",
+                "schema": {"type": "string"},
+            },
+            "Link": {
+                "description": 'URL of the next page, `rel="next"`.',
+                "schema": {"type": "string"},
+            },
+        }
+    }
+}
+
+
+@router.post("", summary="Create a pipeline", description=PIPELINE_BODY_DOC)
+async def create_pipeline(
+    definition: PipelineBody, session: SessionDep, _: ClientApp
+) -> PipelineOut:
+    return PipelineOut.model_validate(await service.create_pipeline(session, definition))
+
+
+@router.get("", summary="List pipelines", responses=PAGED_LIST)
+async def list_pipelines(
+    session: SessionDep, _: ClientApp, page: PageDep, request: Request, response: Response
+) -> list[PipelineOut]:
+    rows = page.finish(list(await repository.list_pipelines(session, page)), request, response)
+    return [PipelineOut.model_validate(row) for row in rows]
+
+
+@router.post(
+    "/search",
+    summary="Find pipelines by uuid",
+    description="Unknown and deleted uuids are left out of the answer; order is creation order.",
+)
+async def search_pipelines(
+    search: PipelineSearch, session: SessionDep, _: ClientApp
+) -> list[PipelineOut]:
+    rows = await repository.search_pipelines(session, search.uuids)
+    return [PipelineOut.model_validate(row) for row in rows]
+
+
+@router.get("/{pipeline_uuid}", summary="Get a pipeline", responses=error_responses(404))
+async def get_pipeline(pipeline_uuid: UuidPath, session: SessionDep, _: ClientApp) -> PipelineOut:
+    return PipelineOut.model_validate(await service.get_pipeline(session, pipeline_uuid))
+
+
+@router.put(
+    "/{pipeline_uuid}",
+    summary="Replace a pipeline's definition",
+    description=PIPELINE_BODY_DOC,
+    responses=error_responses(404),
+)
+async def update_pipeline(
+    pipeline_uuid: UuidPath, definition: PipelineBody, session: SessionDep, _: ClientApp
+) -> PipelineOut:
+    return PipelineOut.model_validate(
+        await service.update_pipeline(session, pipeline_uuid, definition)
+    )
+
+
+@router.delete(
+    "/{pipeline_uuid}",
+    summary="Delete a pipeline",
+    description="Soft delete: the pipeline disappears from the API, its runs stay. Answers `{}`.",
+    responses=error_responses(404),
+)
+async def delete_pipeline(
+    pipeline_uuid: UuidPath, session: SessionDep, _: ClientApp
+) -> dict[str, str]:
+    await service.delete_pipeline(session, pipeline_uuid)
+    return {}

@@ -1,0 +1,72 @@
+"""Types shared by every domain's request and response models."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import Path
+from pydantic import AfterValidator, Field, StringConstraints
+
+UUID_PATTERN = r"^[0-9a-f]{32}$"
+_UUID = re.compile(UUID_PATTERN)
+
+HexUuid = Annotated[
+    str,
+    StringConstraints(pattern=UUID_PATTERN),
+    Field(
+        description="32 lowercase hexadecimal characters",
+        examples=["0f8e3a1c2b4d4e6f8a9b0c1d2e3f4a5b"],
+    ),
+]
+
+UuidPath = Annotated[
+    str,
+    Path(
+        description=(
+            "32 lowercase hexadecimal characters. Any other value names no resource: 404."
+        ),
+        examples=["0f8e3a1c2b4d4e6f8a9b0c1d2e3f4a5b"],
+    ),
+]
+
+
+def is_hex_uuid(value: str) -> bool:
+    """Whether ``value`` can name a resource; checked before any query sees it."""
+    return _UUID.fullmatch(value) is not None
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _plain_file_name(value: str) -> str:
+    if "/" in value or "\\" in value:
+        raise ValueError("must be a plain file name, without / or \\")
+    if ".." in value:
+        raise ValueError("must not contain '..'")
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ValueError("must not contain NUL or control characters")
+    if value in {"", "."}:
+        raise ValueError("must be a file name")
+    if len(value.encode("utf-8", "surrogatepass")) > 255:
+        raise ValueError("must be at most 255 bytes")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+"""Any string kept in the database (PostgreSQL cannot store NUL)."""
+
+FileName = Annotated[
+    str,
+    AfterValidator(_plain_file_name),
+    Field(
+        description=(
+            "A plain file name: no `/`, `\\`, `..`, NUL or control characters, at most 255 bytes."
+        ),
+        examples=["ieee13.glm"],
+    ),
+]
+"""A name that becomes a file in a run's working directory, never a path elsewhere."""

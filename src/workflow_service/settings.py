@@ -1,0 +1,128 @@
+"""Configuration from environment variables.
+
+Every setting is read from the variable of its own name; the 2020 OpenFIDO
+Workflow Service's names keep working as aliases (``SQLALCHEMY_DATABASE_URI``,
+``CELERY_BROKER_URL``), so an existing deployment's environment moves over
+unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GIB = 1024**3
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message is one line naming it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    database_url: Annotated[
+        str,
+        Field(
+            validation_alias=AliasChoices("DATABASE_URL", "SQLALCHEMY_DATABASE_URI"),
+            description="SQLAlchemy URL of the database (sqlite+aiosqlite or postgresql+asyncpg).",
+        ),
+    ] = "sqlite+aiosqlite:///./workflow-service.db"
+    redis_url: Annotated[
+        str | None,
+        Field(
+            validation_alias=AliasChoices("REDIS_URL", "CELERY_BROKER_URL"),
+            description="Redis for the arq queue; unset means in-process execution.",
+        ),
+    ] = None
+    s3_access_key_id: Annotated[str | None, Field(validation_alias="S3_ACCESS_KEY_ID")] = None
+    s3_secret_access_key: Annotated[str | None, Field(validation_alias="S3_SECRET_ACCESS_KEY")] = (
+        None
+    )
+    s3_endpoint_url: Annotated[str | None, Field(validation_alias="S3_ENDPOINT_URL")] = None
+    s3_region_name: Annotated[str, Field(validation_alias="S3_REGION_NAME")] = "us-east-1"
+    s3_bucket: Annotated[str, Field(validation_alias="S3_BUCKET", min_length=3)] = (
+        "workflow-service"
+    )
+    s3_presigned_timeout: Annotated[
+        int, Field(validation_alias="S3_PRESIGNED_TIMEOUT", ge=1, le=604800)
+    ] = 604800
+    worker_api_server: Annotated[str | None, Field(validation_alias="WORKER_API_SERVER")] = None
+    worker_api_token: Annotated[str | None, Field(validation_alias="WORKER_API_TOKEN")] = None
+    max_content_length: Annotated[
+        int,
+        Field(
+            validation_alias="MAX_CONTENT_LENGTH",
+            ge=1024,
+            description="Largest request body in bytes; larger ones are refused with 413.",
+        ),
+    ] = GIB
+    host: Annotated[str, Field(validation_alias="HOST", min_length=1)] = "127.0.0.1"
+    port: Annotated[int, Field(validation_alias="PORT", ge=0, le=65535)] = 8000
+    access_log: Annotated[bool, Field(validation_alias="ACCESS_LOG")] = True
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error"], Field(validation_alias="LOG_LEVEL")
+    ] = "info"
+    database_pool_size: Annotated[int, Field(validation_alias="DATABASE_POOL_SIZE", ge=1)] = 20
+    credentials_file: Annotated[
+        Path,
+        Field(
+            validation_alias="CREDENTIALS_FILE",
+            description="Where `serve` writes the first client key and the CLI reads it.",
+        ),
+    ] = Path(".workflow-service/credentials.json")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value.removeprefix("postgres://")
+        if value.startswith("postgresql://"):
+            # The original's SQLALCHEMY_DATABASE_URI names no driver: use the async one.
+            value = "postgresql+asyncpg://" + value.removeprefix("postgresql://")
+        if value.startswith("sqlite:///"):
+            value = "sqlite+aiosqlite:///" + value.removeprefix("sqlite:///")
+        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError("must be a postgresql+asyncpg:// or sqlite+aiosqlite:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "must be a redis://, rediss:// or unix:// URL (only Redis is supported)"
+            )
+        return value or None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings() -> Settings:
+    """Read the environment; a bad value raises SettingsError naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        info = Settings.model_fields.get(field)
+        alias = info.validation_alias if info else None
+        if isinstance(alias, AliasChoices):
+            name = " or ".join(str(choice) for choice in alias.choices)
+        elif isinstance(alias, str):
+            name = alias
+        else:
+            name = field.upper()
+        raise SettingsError(f"invalid setting {name}: {error['msg']}") from None

@@ -1,0 +1,144 @@
+"""Test fixtures: a clean database per test on SQLite always, and on PostgreSQL
+when TEST_DATABASE_URL is set (``make test`` sets it when the local server
+answers; under CI=true a missing PostgreSQL fails the run instead of skipping).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from workflow_service import db
+from workflow_service.app import create_app
+from workflow_service.auth.models import Permission
+from workflow_service.auth.service import create_application
+from workflow_service.models import Base
+from workflow_service.settings import Settings
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL")
+
+
+def require_postgres() -> str:
+    """The PostgreSQL URL, or a skip (a failure under CI=true)."""
+    if POSTGRES_URL:
+        return POSTGRES_URL
+    if IN_CI:
+        pytest.fail("CI=true but TEST_DATABASE_URL is not set: PostgreSQL is required in CI")
+    pytest.skip("PostgreSQL not configured (set TEST_DATABASE_URL or run `make test`)")
+
+
+async def _migrate(url: str) -> None:
+    settings = Settings(database_url=url)
+    database = db.create_database(settings)
+    try:
+        await db.downgrade(database, settings.database_url, "base")
+        await db.upgrade(database, settings.database_url, "head")
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once; each test gets a copy of it."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated() -> str:
+    url = require_postgres()
+    asyncio.run(_migrate(url))
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "test.db"
+        shutil.copyfile(template, path)
+        return f"sqlite+aiosqlite:///{path}"
+    return str(request.getfixturevalue("postgres_migrated"))
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        max_content_length=64 * 1024,
+        credentials_file=tmp_path / "credentials.json",
+    )
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[db.Database]:
+    database = db.create_database(settings)
+    if not settings.is_sqlite:
+        tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+        async with database.engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    yield database
+    await database.dispose()
+
+
+@dataclass(frozen=True)
+class Keys:
+    client: str
+    worker: str
+    admin: str
+
+    def for_permission(self, permission: Permission) -> str:
+        return {
+            Permission.PIPELINES_CLIENT: self.client,
+            Permission.PIPELINES_WORKER: self.worker,
+            Permission.ADMIN: self.admin,
+        }[permission]
+
+
+@pytest.fixture
+async def keys(database: db.Database) -> Keys:
+    made = {}
+    async with database.sessions() as session:
+        for permission in Permission:
+            _, made[permission] = await create_application(
+                session, f"test {permission.value}", [permission]
+            )
+    return Keys(
+        client=made[Permission.PIPELINES_CLIENT],
+        worker=made[Permission.PIPELINES_WORKER],
+        admin=made[Permission.ADMIN],
+    )
+
+
+@pytest.fixture
+async def anonymous(settings: Settings, database: db.Database) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the app without any key."""
+    app = create_app(settings, database)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+async def client(anonymous: httpx.AsyncClient, keys: Keys) -> httpx.AsyncClient:
+    """An HTTP client of the app holding a PIPELINES_CLIENT key."""
+    anonymous.headers["Workflow-API-Key"] = keys.client
+    return anonymous
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    """A clean working directory for commands that write relative to it."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    yield folder
