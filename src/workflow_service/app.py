@@ -112,6 +112,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # operationId = the endpoint's name, so generated clients get readable methods.
+        generate_unique_id_function=lambda route: route.name,
         openapi_tags=[
             {"name": "pipelines", "description": "GridLAB-D job definitions."},
             {"name": "applications", "description": "API keys (ADMIN)."},

@@ -8,6 +8,7 @@ unchanged.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -110,19 +111,29 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
+def _variable_names(field: str) -> list[str]:
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices):
+        return [str(choice) for choice in alias.choices]
+    return [alias if isinstance(alias, str) else field.upper()]
+
+
+def _named(location: str) -> str:
+    """The environment variable behind an error location (field name or alias)."""
+    for field in Settings.model_fields:
+        names = _variable_names(field)
+        if location == field or location in names:
+            present = [name for name in names if name.upper() in map(str.upper, os.environ)]
+            return present[0] if present else names[0]
+    return location.upper()
+
+
 def load_settings() -> Settings:
     """Read the environment; a bad value raises SettingsError naming the variable."""
     try:
         return Settings()
     except ValidationError as exc:
         error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "settings"
-        info = Settings.model_fields.get(field)
-        alias = info.validation_alias if info else None
-        if isinstance(alias, AliasChoices):
-            name = " or ".join(str(choice) for choice in alias.choices)
-        elif isinstance(alias, str):
-            name = alias
-        else:
-            name = field.upper()
+        name = _named(str(error["loc"][0])) if error["loc"] else "settings"
         raise SettingsError(f"invalid setting {name}: {error['msg']}") from None

@@ -85,12 +85,11 @@ ScriptPath = Annotated[
 Argument = Annotated[Text, StringConstraints(max_length=1000)]
 
 
-class ScriptPipelineIn(BaseModel):
+class ScriptPipeline(BaseModel):
     """An OpenFIDO pipeline: a repository whose script runs in `docker_image_url`."""
 
     model_config = ConfigDict(
         extra="forbid",
-        title="ScriptPipeline",
         json_schema_extra={
             "examples": [
                 {
@@ -113,12 +112,11 @@ class ScriptPipelineIn(BaseModel):
     repository_script: ScriptPath = "openfido.sh"
 
 
-class GridlabdPipelineIn(BaseModel):
+class GridlabdPipeline(BaseModel):
     """A native GridLAB-D pipeline: the engine runs `model` with `arguments`."""
 
     model_config = ConfigDict(
         extra="forbid",
-        title="GridlabdPipeline",
         json_schema_extra={
             "examples": [
                 {
@@ -159,7 +157,7 @@ def _kind_of(value: Any) -> str:
 
 
 PipelineIn = Annotated[
-    Annotated[ScriptPipelineIn, Tag("<script>")] | Annotated[GridlabdPipelineIn, Tag("<gridlabd>")],
+    Annotated[ScriptPipeline, Tag("<script>")] | Annotated[GridlabdPipeline, Tag("<gridlabd>")],
     Discriminator(
         _kind_of,
         custom_error_type="invalid_kind",

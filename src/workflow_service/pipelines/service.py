@@ -7,9 +7,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from workflow_service.errors import NotFound
 from workflow_service.pipelines import repository
 from workflow_service.pipelines.models import Pipeline, PipelineKind
-from workflow_service.pipelines.schemas import GridlabdPipelineIn, ScriptPipelineIn
+from workflow_service.pipelines.schemas import GridlabdPipeline, ScriptPipeline
 
-PipelineDefinition = ScriptPipelineIn | GridlabdPipelineIn
+PipelineDefinition = ScriptPipeline | GridlabdPipeline
 
 
 async def get_pipeline(session: AsyncSession, uuid: str) -> Pipeline:
@@ -23,7 +23,7 @@ def _apply(pipeline: Pipeline, definition: PipelineDefinition) -> None:
     """Write every field of ``definition``; fields of the other kind are cleared."""
     pipeline.name = definition.name
     pipeline.description = definition.description or ""
-    if isinstance(definition, ScriptPipelineIn):
+    if isinstance(definition, ScriptPipeline):
         pipeline.kind = PipelineKind.SCRIPT.value
         pipeline.docker_image_url = definition.docker_image_url
         pipeline.repository_ssh_url = definition.repository_ssh_url
