@@ -183,10 +183,11 @@ async def test_create_list_and_revoke_keys(tmp_path: Path) -> None:
 
 def test_sed_pipeline_of_the_original_keeps_working(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}"
-    result = subprocess.run(
+    # The README's documented shell pipeline, with fixed text.
+    result = subprocess.run(  # noqa: S602
         f"'{COMMAND}' create-application-key -n 'local worker' -p PIPELINES_WORKER"
         " | sed 's/^/WORKER_/' > .worker-env",
-        shell=True,  # noqa: S602 - the README's documented shell pipeline, with fixed text
+        shell=True,
         cwd=tmp_path,
         env=environment(DATABASE_URL=url),
         timeout=60,
