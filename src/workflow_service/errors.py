@@ -110,7 +110,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         location = [part for part in location if not _is_union_tag(part)]
         if error.get("type") == "json_invalid":
             location = []
-        items.append((location, str(error.get("msg", "invalid"))))
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        items.append((location, message))
     content_type = request.headers.get("content-type")
     is_multipart = (content_type or "").lower().startswith("multipart/form-data")
     if expects_body and not _is_json(content_type) and not is_multipart:
