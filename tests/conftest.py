@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,11 +134,3 @@ async def client(anonymous: httpx.AsyncClient, keys: Keys) -> httpx.AsyncClient:
     """An HTTP client of the app holding a PIPELINES_CLIENT key."""
     anonymous.headers["Workflow-API-Key"] = keys.client
     return anonymous
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Iterator[Path]:
-    """A clean working directory for commands that write relative to it."""
-    folder = tmp_path / "work"
-    folder.mkdir()
-    yield folder
