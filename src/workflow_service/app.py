@@ -7,16 +7,33 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, HTTPException
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workflow_service import __version__, health
 from workflow_service.auth.router import router as applications_router
+from workflow_service.auth.service import replace_embedded_worker_key
 from workflow_service.db import Database, create_database
 from workflow_service.errors import error_body, install_error_handlers
+from workflow_service.outbound import outbound_client
 from workflow_service.pipelines.router import router as pipelines_router
+from workflow_service.queue import RunQueue
+from workflow_service.queue.arq import ArqQueue
+from workflow_service.queue.inprocess import InProcessQueue
+from workflow_service.runs.callbacks import CallbackDispatcher
+from workflow_service.runs.router import artifacts_router
+from workflow_service.runs.router import router as runs_router
+from workflow_service.runtime import Runtime
 from workflow_service.settings import Settings, load_settings
+from workflow_service.storage import create_storage
+from workflow_service.worker.api import WorkerApi
+from workflow_service.worker.executor import RunExecutor
+from workflow_service.worker.jobs import execute_run, input_fetcher
+
+CALLBACK_TIMEOUT_SECONDS = 10.0
+EMBEDDED_API_TIMEOUT_SECONDS = 60.0
 
 DESCRIPTION = """\
 Runs GridLAB-D power-system simulations for other applications and keeps their results.
@@ -94,6 +111,42 @@ def _openapi_document(app: FastAPI) -> dict[str, Any]:
     return document
 
 
+async def _start_runtime(app: FastAPI, settings: Settings, database: Database) -> Runtime:
+    """Storage, callbacks and the queue: arq when REDIS_URL is set, else in-process runs
+    whose worker reaches this very app through httpx's ASGI transport (one code path)."""
+    storage = create_storage(settings)
+    await storage.ensure_ready()
+    callbacks = CallbackDispatcher(
+        outbound_client(
+            allow_private=settings.callback_url_allow_private, timeout=CALLBACK_TIMEOUT_SECONDS
+        ),
+        settings.webhook_secret,
+    )
+    queue: RunQueue
+    if settings.redis_url:
+        queue = await ArqQueue.connect(settings.redis_url)
+    else:
+        async with database.sessions() as session:
+            worker_key = await replace_embedded_worker_key(session)
+        api = WorkerApi(
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://embedded-worker",
+                timeout=EMBEDDED_API_TIMEOUT_SECONDS,
+            ),
+            worker_key,
+        )
+        executor = RunExecutor(settings, api, storage, input_fetcher(settings))
+        queue = InProcessQueue(execute_run, {"executor": executor}, settings.worker_concurrency)
+    return Runtime(settings=settings, storage=storage, queue=queue, callbacks=callbacks)
+
+
+async def _stop_runtime(runtime: Runtime) -> None:
+    await runtime.queue.close()
+    await runtime.callbacks.close()
+    await runtime.storage.close()
+
+
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     settings = settings or load_settings()
 
@@ -101,9 +154,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = database is None
         app.state.database = database or create_database(settings)
+        app.state.runtime = await _start_runtime(app, settings, app.state.database)
         try:
             yield
         finally:
+            await _stop_runtime(app.state.runtime)
             if owned:
                 await app.state.database.dispose()
 
@@ -115,7 +170,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         # operationId = the endpoint's name, so generated clients get readable methods.
         generate_unique_id_function=lambda route: route.name,
         openapi_tags=[
-            {"name": "pipelines", "description": "GridLAB-D job definitions."},
+            {"name": "pipelines", "description": "GridLAB-D job definitions and their files."},
+            {"name": "runs", "description": "Pipeline runs, their console and artifacts."},
             {"name": "applications", "description": "API keys (ADMIN)."},
             {"name": "health", "description": "Liveness and readiness; no key needed."},
         ],
@@ -127,6 +183,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_content_length)
     app.include_router(health.router)
     app.include_router(pipelines_router)
+    app.include_router(runs_router)
+    app.include_router(artifacts_router)
     app.include_router(applications_router)
     app.openapi = lambda: _openapi_document(app)  # type: ignore[method-assign]
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
@@ -171,6 +172,32 @@ def revoke_application_key(
     except NotFound:
         raise _fail(f"no live application key with uuid {uuid}") from None
     typer.echo(f"revoked {uuid}")
+
+
+@cli.command()
+def worker() -> None:
+    """Run an arq worker: executes runs from REDIS_URL for the API at WORKER_API_SERVER."""
+    settings = _settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from workflow_service.worker.jobs import arq_worker
+
+    try:
+        runner = arq_worker(settings)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    runner.run()
+
+
+@cli.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def gridlabd(context: typer.Context) -> None:
+    """The engine front end: `gridlabd [-D name=value]... model.glm` (see --help)."""
+    command = [sys.executable, "-m", "workflow_service.engine", *context.args]
+    os.execv(sys.executable, command)  # noqa: S606 - fixed interpreter, the user's own arguments
 
 
 @cli.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -11,6 +12,7 @@ from sqlalchemy import text
 
 from workflow_service.db import Database
 from workflow_service.errors import error_body, error_responses
+from workflow_service.runtime import Runtime
 
 CHECK_TIMEOUT_SECONDS = 3.0
 
@@ -38,20 +40,36 @@ async def _check_database(database: Database) -> None:
         await connection.execute(text("SELECT 1"))
 
 
+async def _checks(request: Request) -> dict[str, Awaitable[None]]:
+    runtime: Runtime = request.app.state.runtime
+    return {
+        "database": _check_database(request.app.state.database),
+        "queue": runtime.queue.check(),
+        "storage": runtime.storage.check(),
+    }
+
+
 @router.get(
     "/readyz",
     summary="Readiness",
     description=(
-        "Checks that the database answers (within 3 s). 503 names what failed. Needs no key."
+        "Checks that the database, the queue (Redis, when configured) and the storage "
+        "answer, each within 3 s. 503 names what failed. Needs no key."
     ),
     response_model=Readiness,
     responses=error_responses(503),
 )
 async def readyz(request: Request) -> Readiness | JSONResponse:
-    database: Database = request.app.state.database
-    try:
-        await asyncio.wait_for(_check_database(database), CHECK_TIMEOUT_SECONDS)
-    except Exception as exc:  # any failure means "not ready", and says why
-        reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
-        return JSONResponse(error_body("Not ready", {"database": [reason[:500]]}), status_code=503)
-    return Readiness(status="ready", checks={"database": "ok"})
+    checks = await _checks(request)
+    results = await asyncio.gather(
+        *(asyncio.wait_for(check, CHECK_TIMEOUT_SECONDS) for check in checks.values()),
+        return_exceptions=True,
+    )
+    failed = {
+        name: [f"{type(result).__name__}: {result}".strip().rstrip(":")[:500]]
+        for name, result in zip(checks, results, strict=True)
+        if isinstance(result, BaseException)
+    }
+    if failed:
+        return JSONResponse(error_body("Not ready", failed), status_code=503)
+    return Readiness(status="ready", checks=dict.fromkeys(checks, "ok"))

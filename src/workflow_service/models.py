@@ -2,6 +2,18 @@
 
 from workflow_service.auth.models import Application, Permission
 from workflow_service.db import Base
-from workflow_service.pipelines.models import Pipeline, PipelineKind
+from workflow_service.pipelines.models import Pipeline, PipelineFile, PipelineKind
+from workflow_service.runs.models import Artifact, PipelineRun, PipelineRunInput, PipelineRunState
 
-__all__ = ["Application", "Base", "Permission", "Pipeline", "PipelineKind"]
+__all__ = [
+    "Application",
+    "Artifact",
+    "Base",
+    "Permission",
+    "Pipeline",
+    "PipelineFile",
+    "PipelineKind",
+    "PipelineRun",
+    "PipelineRunInput",
+    "PipelineRunState",
+]

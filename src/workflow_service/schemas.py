@@ -70,3 +70,27 @@ FileName = Annotated[
     ),
 ]
 """A name that becomes a file in a run's working directory, never a path elsewhere."""
+
+
+def _relative_file_path(value: str) -> str:
+    if value.startswith("/"):
+        raise ValueError("must be a relative path")
+    for part in value.split("/"):
+        _plain_file_name(part)
+    if len(value.encode("utf-8", "surrogatepass")) > 1024:
+        raise ValueError("must be at most 1024 bytes")
+    return value
+
+
+RelativeFileName = Annotated[
+    str,
+    AfterValidator(_relative_file_path),
+    Field(
+        description=(
+            "A file name, or a relative path of plain file names joined by `/` "
+            "(no `..`, `\\`, NUL or control characters)."
+        ),
+        examples=["ieee13_v675.csv"],
+    ),
+]
+"""An artifact's name: what the run produced, relative to its output folder."""

@@ -8,6 +8,7 @@ unchanged.
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -63,6 +64,71 @@ class Settings(BaseSettings):
             description="Largest request body in bytes; larger ones are refused with 413.",
         ),
     ] = GIB
+    storage_url: Annotated[
+        str | None,
+        Field(
+            validation_alias="STORAGE_URL",
+            description=(
+                "Where artifacts and uploaded files live: `s3://BUCKET` or a local folder "
+                "(`file:///abs/path` or a plain path). Unset: S3 when S3_ENDPOINT_URL or "
+                "S3_ACCESS_KEY_ID is set, else ./artifacts."
+            ),
+        ),
+    ] = None
+    gridlabd_bin: Annotated[
+        str | None,
+        Field(
+            validation_alias="GRIDLABD_BIN",
+            description=(
+                "The engine command (split like a shell would, never run by a shell). "
+                "Unset: this package's front end on the gridlabd bindings."
+            ),
+        ),
+    ] = None
+    run_timeout_seconds: Annotated[
+        int, Field(validation_alias="RUN_TIMEOUT_SECONDS", ge=1, le=7 * 24 * 3600)
+    ] = 3600
+    run_max_cpu_seconds: Annotated[
+        int | None, Field(validation_alias="RUN_MAX_CPU_SECONDS", ge=1)
+    ] = None
+    run_max_memory_bytes: Annotated[
+        int | None, Field(validation_alias="RUN_MAX_MEMORY_BYTES", ge=64 * 1024**2)
+    ] = 8 * GIB
+    run_max_file_bytes: Annotated[int, Field(validation_alias="RUN_MAX_FILE_BYTES", ge=1024**2)] = (
+        4 * GIB
+    )
+    run_work_dir: Annotated[
+        Path | None,
+        Field(
+            validation_alias="RUN_WORK_DIR",
+            description="Where runs get their working directories (default: the system's temp).",
+        ),
+    ] = None
+    worker_concurrency: Annotated[int, Field(validation_alias="WORKER_CONCURRENCY", ge=1)] = 2
+    heartbeat_seconds: Annotated[
+        float, Field(validation_alias="HEARTBEAT_SECONDS", gt=0, le=60)
+    ] = 5.0
+    queue_poll_seconds: Annotated[
+        float, Field(validation_alias="QUEUE_POLL_SECONDS", gt=0, le=5)
+    ] = 0.05
+    input_url_allow_private: Annotated[bool, Field(validation_alias="INPUT_URL_ALLOW_PRIVATE")] = (
+        False
+    )
+    callback_url_allow_private: Annotated[
+        bool, Field(validation_alias="CALLBACK_URL_ALLOW_PRIVATE")
+    ] = False
+    input_max_bytes: Annotated[int, Field(validation_alias="INPUT_MAX_BYTES", ge=1)] = GIB
+    max_inputs_per_run: Annotated[int, Field(validation_alias="MAX_INPUTS_PER_RUN", ge=1)] = 100
+    max_console_bytes: Annotated[int, Field(validation_alias="MAX_CONSOLE_BYTES", ge=1024)] = (
+        1024**2
+    )
+    webhook_secret: Annotated[
+        str | None,
+        Field(
+            validation_alias="WEBHOOK_SECRET",
+            description="Standard Webhooks signing secret (`whsec_` + base64); unset: unsigned.",
+        ),
+    ] = None
     host: Annotated[str, Field(validation_alias="HOST", min_length=1)] = "127.0.0.1"
     port: Annotated[int, Field(validation_alias="PORT", ge=0, le=65535)] = 8000
     access_log: Annotated[bool, Field(validation_alias="ACCESS_LOG")] = True
@@ -105,6 +171,17 @@ class Settings(BaseSettings):
                 "must be a redis://, rediss:// or unix:// URL (only Redis is supported)"
             )
         return value or None
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        try:
+            base64.b64decode(value.removeprefix("whsec_"), validate=True)
+        except ValueError:
+            raise ValueError("must be whsec_ followed by base64 (Standard Webhooks)") from None
+        return value
 
     @property
     def is_sqlite(self) -> bool:

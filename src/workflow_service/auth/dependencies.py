@@ -63,4 +63,5 @@ def require(permission: Permission) -> object:
 
 
 ClientApp = Annotated[Application, require(Permission.PIPELINES_CLIENT)]
+WorkerApp = Annotated[Application, require(Permission.PIPELINES_WORKER)]
 AdminApp = Annotated[Application, require(Permission.ADMIN)]

@@ -83,3 +83,19 @@ async def revoke_application(session: AsyncSession, uuid: str) -> Application:
     application.revoked_at = utcnow()
     await session.commit()
     return application
+
+
+EMBEDDED_WORKER = "embedded worker"
+
+
+async def replace_embedded_worker_key(session: AsyncSession) -> str:
+    """A fresh PIPELINES_WORKER key for the in-process worker; earlier ones are revoked."""
+    stale = await session.scalars(
+        select(Application).where(
+            Application.name == EMBEDDED_WORKER, Application.revoked_at.is_(None)
+        )
+    )
+    for application in stale:
+        application.revoked_at = utcnow()
+    _, key = await create_application(session, EMBEDDED_WORKER, [Permission.PIPELINES_WORKER])
+    return key

@@ -2,7 +2,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import JSON, Boolean, Integer, String, false
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -34,3 +43,17 @@ class Pipeline(TimestampedMixin, Base):
     )
     timeout_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
     is_deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class PipelineFile(TimestampedMixin, Base):
+    """A model or companion file (include, player, weather) kept with a gridlabd pipeline."""
+
+    __tablename__ = "pipeline_file"
+    __table_args__ = (UniqueConstraint("pipeline_id", "name"),)
+
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipeline.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(255))

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflow_service.pagination import Page
-from workflow_service.pipelines.models import Pipeline
+from workflow_service.pipelines.models import Pipeline, PipelineFile
 from workflow_service.schemas import is_hex_uuid
 
 _live = select(Pipeline).where(Pipeline.is_deleted.is_(False))
@@ -32,3 +32,20 @@ async def search_pipelines(session: AsyncSession, uuids: Sequence[str]) -> Seque
         return []
     query = _live.where(Pipeline.uuid.in_(set(uuids))).order_by(Pipeline.id)
     return (await session.scalars(query)).all()
+
+
+async def list_files(session: AsyncSession, pipeline: Pipeline) -> Sequence[PipelineFile]:
+    query = (
+        select(PipelineFile)
+        .where(PipelineFile.pipeline_id == pipeline.id)
+        .order_by(PipelineFile.name)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def find_file(session: AsyncSession, pipeline: Pipeline, name: str) -> PipelineFile | None:
+    return await session.scalar(
+        select(PipelineFile).where(
+            PipelineFile.pipeline_id == pipeline.id, PipelineFile.name == name
+        )
+    )

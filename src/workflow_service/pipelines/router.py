@@ -8,11 +8,18 @@ from fastapi import APIRouter, Body, Request, Response
 
 from workflow_service.auth.dependencies import ClientApp
 from workflow_service.db import SessionDep
-from workflow_service.errors import error_responses
+from workflow_service.errors import BadRequest, error_responses
 from workflow_service.pagination import NEXT_CURSOR_HEADER, PageDep
 from workflow_service.pipelines import repository, service
-from workflow_service.pipelines.schemas import PipelineIn, PipelineOut, PipelineSearch
+from workflow_service.pipelines.schemas import (
+    PipelineFileOut,
+    PipelineIn,
+    PipelineOut,
+    PipelineSearch,
+)
+from workflow_service.runtime import RuntimeDep
 from workflow_service.schemas import UuidPath
+from workflow_service.uploads import form_files, is_multipart, read_form, upload_of
 
 router = APIRouter(
     prefix="/v1/pipelines", tags=["pipelines"], responses=error_responses(400, 401, 403, 413)
@@ -96,4 +103,85 @@ async def delete_pipeline(
     pipeline_uuid: UuidPath, session: SessionDep, _: ClientApp
 ) -> dict[str, str]:
     await service.delete_pipeline(session, pipeline_uuid)
+    return {}
+
+
+FILES_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "One part per file; its file name is the file's name.",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/{pipeline_uuid}/files",
+    summary="Add or replace pipeline files",
+    description=(
+        "The model and its companions (includes, players, weather), kept with a `gridlabd` "
+        "pipeline: every run starts with them in its working directory, then its inputs "
+        "(an input wins over a file of the same name). Multipart, one `files` part per file."
+    ),
+    responses=error_responses(404),
+    openapi_extra=FILES_BODY,
+)
+async def add_pipeline_files(
+    pipeline_uuid: UuidPath,
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    _: ClientApp,
+) -> list[PipelineFileOut]:
+    pipeline = await service.get_pipeline(session, pipeline_uuid)
+    if not is_multipart(request):
+        raise BadRequest("Send files as multipart/form-data", {"content_type": ["multipart"]})
+    form = await read_form(request, max_files=runtime.settings.max_inputs_per_run, fields=set())
+    try:
+        uploads = [upload_of(item) for item in form_files(form)]
+        files = await service.add_files(session, runtime, pipeline, uploads)
+    finally:
+        await form.close()
+    return [PipelineFileOut.model_validate(item) for item in files]
+
+
+@router.get(
+    "/{pipeline_uuid}/files",
+    summary="List pipeline files",
+    responses=error_responses(404),
+)
+async def list_pipeline_files(
+    pipeline_uuid: UuidPath, session: SessionDep, _: ClientApp
+) -> list[PipelineFileOut]:
+    pipeline = await service.get_pipeline(session, pipeline_uuid)
+    return [
+        PipelineFileOut.model_validate(item)
+        for item in await repository.list_files(session, pipeline)
+    ]
+
+
+@router.delete(
+    "/{pipeline_uuid}/files/{name}",
+    summary="Delete a pipeline file",
+    description="Answers `{}`.",
+    responses=error_responses(404),
+)
+async def delete_pipeline_file(
+    pipeline_uuid: UuidPath, name: str, session: SessionDep, runtime: RuntimeDep, _: ClientApp
+) -> dict[str, str]:
+    pipeline = await service.get_pipeline(session, pipeline_uuid)
+    await service.delete_file(session, runtime, pipeline, name)
     return {}

@@ -212,3 +212,13 @@ class PipelineSearch(BaseModel):
     )
 
     uuids: Annotated[list[HexUuid], Field(max_length=MAX_SEARCH_UUIDS)]
+
+
+class PipelineFileOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    size: int
+    sha256: str
+    content_type: str
+    updated_at: datetime

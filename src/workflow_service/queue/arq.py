@@ -1,0 +1,54 @@
+"""arq on Redis: the job id is the run uuid, so enqueueing a run twice is harmless."""
+
+from __future__ import annotations
+
+import asyncio
+
+from arq import ArqRedis, create_pool
+from arq.connections import RedisSettings
+from arq.constants import abort_jobs_ss
+from arq.utils import timestamp_ms
+from redis.exceptions import RedisError
+
+from workflow_service.queue.base import QueueUnavailable
+
+JOB_NAME = "execute_run"
+CHECK_TIMEOUT_SECONDS = 3.0
+
+
+def redis_settings(url: str) -> RedisSettings:
+    settings = RedisSettings.from_dsn(url)
+    settings.conn_timeout = 3
+    settings.conn_retries = 1
+    return settings
+
+
+class ArqQueue:
+    def __init__(self, pool: ArqRedis) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, url: str) -> ArqQueue:
+        return cls(await create_pool(redis_settings(url)))
+
+    async def enqueue(self, pipeline_uuid: str, run_uuid: str) -> None:
+        try:
+            await self._pool.enqueue_job(JOB_NAME, pipeline_uuid, run_uuid, _job_id=run_uuid)
+        except (RedisError, OSError) as exc:
+            raise QueueUnavailable(f"cannot enqueue run {run_uuid}: {exc}") from exc
+
+    async def abort(self, run_uuid: str) -> None:
+        # What arq's Job.abort() does, without waiting for the job to end.
+        try:
+            await self._pool.zadd(abort_jobs_ss, {run_uuid: timestamp_ms()})
+        except (RedisError, OSError) as exc:
+            raise QueueUnavailable(f"cannot abort run {run_uuid}: {exc}") from exc
+
+    async def check(self) -> None:
+        try:
+            await asyncio.wait_for(self._pool.ping(), CHECK_TIMEOUT_SECONDS)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise QueueUnavailable(f"Redis does not answer: {exc}") from exc
+
+    async def close(self) -> None:
+        await self._pool.aclose()

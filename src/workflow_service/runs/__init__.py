@@ -1,0 +1,1 @@
+"""Pipeline runs: state, inputs, console, progress and artifacts."""

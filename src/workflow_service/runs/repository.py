@@ -1,0 +1,69 @@
+"""Queries on runs, with explicit eager loading: no request does N+1 queries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from workflow_service.pagination import Page
+from workflow_service.pipelines.models import Pipeline
+from workflow_service.runs.models import Artifact, PipelineRun
+from workflow_service.schemas import is_hex_uuid
+
+FULL_RUN = (
+    selectinload(PipelineRun.states),
+    selectinload(PipelineRun.inputs),
+    selectinload(PipelineRun.artifacts),
+)
+
+
+def _runs_of(pipeline_id: int) -> Select[PipelineRun]:
+    return select(PipelineRun).where(
+        PipelineRun.pipeline_id == pipeline_id, PipelineRun.is_deleted.is_(False)
+    )
+
+
+async def find_run(
+    session: AsyncSession, pipeline: Pipeline, run_uuid: str, *, full: bool = True
+) -> PipelineRun | None:
+    """The live run ``run_uuid`` of ``pipeline`` (a run of another pipeline is not found)."""
+    if not is_hex_uuid(run_uuid):
+        return None
+    query = _runs_of(pipeline.id).where(PipelineRun.uuid == run_uuid)
+    if full:
+        query = query.options(*FULL_RUN)
+    return await session.scalar(query.execution_options(populate_existing=True))
+
+
+async def list_runs(session: AsyncSession, pipeline: Pipeline, page: Page) -> Sequence[PipelineRun]:
+    query = _runs_of(pipeline.id).options(*FULL_RUN).order_by(PipelineRun.id)
+    if page.after_id is not None:
+        query = query.where(PipelineRun.id > page.after_id)
+    return (await session.scalars(query.limit(page.fetch_size()))).all()
+
+
+async def next_sequence(session: AsyncSession, pipeline: Pipeline) -> int:
+    current = await session.scalar(
+        select(func.max(PipelineRun.sequence)).where(PipelineRun.pipeline_id == pipeline.id)
+    )
+    return (current or 0) + 1
+
+
+async def find_artifact(session: AsyncSession, uuid: str) -> Artifact | None:
+    """A downloadable artifact: its run and pipeline must not be deleted."""
+    if not is_hex_uuid(uuid):
+        return None
+    query = (
+        select(Artifact)
+        .join(PipelineRun, Artifact.run_id == PipelineRun.id)
+        .join(Pipeline, PipelineRun.pipeline_id == Pipeline.id)
+        .where(
+            Artifact.uuid == uuid,
+            PipelineRun.is_deleted.is_(False),
+            Pipeline.is_deleted.is_(False),
+        )
+    )
+    return await session.scalar(query)

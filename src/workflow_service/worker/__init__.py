@@ -1,0 +1,1 @@
+"""Workers: execute runs and report to the API (the only process that owns the database)."""

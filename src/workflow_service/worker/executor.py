@@ -1,0 +1,224 @@
+"""Executes one run: the job function behind both arq and the in-process queue.
+
+For a run: ask the API for the job, set RUNNING, make a fresh working directory
+with the pipeline's files and then the run's inputs, run the engine there under
+supervision while the console and progress stream to the API, upload every file
+the run created or changed as an artifact, set the final state, clean up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mimetypes
+import re
+import shlex
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from workflow_service.db import new_uuid
+from workflow_service.engine import EXIT_MEANINGS, PROGRESS_RE
+from workflow_service.outbound import fetch_to_file
+from workflow_service.runs.schemas import ArtifactRegistration, Job, StateUpdate
+from workflow_service.runs.states import RunState
+from workflow_service.settings import Settings
+from workflow_service.storage import Storage
+from workflow_service.worker.api import ApiRefused, WorkerApi
+from workflow_service.worker.console import ConsoleReporter
+from workflow_service.worker.process import Limits, clean_environment, run_supervised
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_LINE = re.compile(PROGRESS_RE)
+
+
+class RunFailed(Exception):
+    """The run cannot go on; the message is its failure_reason."""
+
+    def __init__(self, reason: str, exit_code: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Size and modification time of every file, to tell what a run created or changed."""
+
+    files: dict[str, tuple[int, int]]
+
+    @classmethod
+    def of(cls, folder: Path) -> Snapshot:
+        files = {}
+        for path in folder.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                stat = path.stat()
+                files[path.relative_to(folder).as_posix()] = (stat.st_size, stat.st_mtime_ns)
+        return cls(files)
+
+    def changed_since(self, before: Snapshot) -> list[str]:
+        return sorted(name for name, seen in self.files.items() if before.files.get(name) != seen)
+
+
+def engine_command(settings: Settings) -> list[str]:
+    if settings.gridlabd_bin:
+        return shlex.split(settings.gridlabd_bin)
+    return [sys.executable, "-m", "workflow_service.engine"]
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        return f"the engine was killed by signal {-returncode}"
+    meaning = EXIT_MEANINGS.get(returncode)
+    return f"the engine exited with code {returncode}" + (f" ({meaning})" if meaning else "")
+
+
+class RunExecutor:
+    def __init__(
+        self, settings: Settings, api: WorkerApi, storage: Storage, fetcher: httpx.AsyncClient
+    ) -> None:
+        self.settings = settings
+        self.api = api
+        self.storage = storage
+        self.fetcher = fetcher
+
+    async def execute(self, pipeline_uuid: str, run_uuid: str) -> None:
+        job = await self.api.job(pipeline_uuid, run_uuid)
+        if job.state is not RunState.NOT_STARTED:
+            logger.info("run %s is %s: nothing to do", run_uuid, job.state.value)
+            return
+        try:
+            await self.api.set_state(pipeline_uuid, run_uuid, StateUpdate(state=RunState.RUNNING))
+        except ApiRefused as exc:
+            logger.info("run %s not started: %s", run_uuid, exc.message)
+            return
+        workdir = Path(
+            tempfile.mkdtemp(prefix=f"run-{run_uuid[:12]}-", dir=self.settings.run_work_dir)
+        )
+        reporter = ConsoleReporter(
+            self.api, pipeline_uuid, run_uuid, self.settings.heartbeat_seconds
+        )
+        reporter.start()
+        try:
+            final = await self._run(job, workdir, reporter)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._finish(job, reporter, StateUpdate(state=RunState.CANCELLED)))
+            raise
+        except Exception as exc:
+            logger.exception("run %s failed in the worker", run_uuid)
+            final = StateUpdate(state=RunState.FAILED, failure_reason=f"worker error: {exc}"[:2000])
+        finally:
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+        await self._finish(job, reporter, final)
+
+    async def _finish(self, job: Job, reporter: ConsoleReporter, final: StateUpdate) -> None:
+        await reporter.close()
+        try:
+            await self.api.set_state(job.pipeline_uuid, job.run_uuid, final)
+        except ApiRefused as exc:
+            # The run ended elsewhere first (a cancel): its state stands.
+            logger.info("run %s: final state %s refused: %s", job.run_uuid, final.state, exc)
+
+    async def _run(self, job: Job, workdir: Path, reporter: ConsoleReporter) -> StateUpdate:
+        try:
+            await self._prepare(job, workdir)
+            model = self._model(job, workdir)
+        except RunFailed as failure:
+            reporter.write("std_err", failure.reason + "\n")
+            return StateUpdate(state=RunState.FAILED, failure_reason=failure.reason)
+        before = Snapshot.of(workdir)
+        argv = [*engine_command(self.settings), *job.arguments]
+        for name, value in job.defines.items():
+            argv += ["-D", f"{name}={value}"]
+        argv.append(model)
+
+        def on_stderr(line: str) -> None:
+            progress = PROGRESS_LINE.match(line)
+            if progress:
+                reporter.progress(min(100, int(progress.group(1))))
+            else:
+                reporter.write("std_err", line)
+
+        outcome = await run_supervised(
+            argv,
+            cwd=workdir,
+            env=clean_environment(workdir),
+            timeout=job.timeout_seconds,
+            limits=Limits(
+                cpu_seconds=self.settings.run_max_cpu_seconds,
+                memory_bytes=self.settings.run_max_memory_bytes,
+                file_bytes=self.settings.run_max_file_bytes,
+            ),
+            on_stdout=lambda line: reporter.write("std_out", line),
+            on_stderr=on_stderr,
+        )
+        await self._upload_artifacts(job, workdir, Snapshot.of(workdir).changed_since(before))
+        if outcome.timed_out:
+            reason = (
+                f"timeout: the run exceeded its limit of {job.timeout_seconds} s and was killed"
+            )
+            reporter.write("std_err", reason + "\n")
+            return StateUpdate(
+                state=RunState.FAILED, exit_code=outcome.returncode, failure_reason=reason
+            )
+        if outcome.returncode != 0:
+            return StateUpdate(
+                state=RunState.FAILED,
+                exit_code=outcome.returncode,
+                failure_reason=describe_exit(outcome.returncode),
+            )
+        return StateUpdate(state=RunState.COMPLETED, exit_code=0)
+
+    async def _prepare(self, job: Job, workdir: Path) -> None:
+        """Pipeline files first, then inputs: an input wins over a file of the same name."""
+        for item in job.files:
+            await self.storage.download_to(item.key, workdir / item.name)
+        for entry in job.inputs:
+            target = workdir / entry.name
+            try:
+                if entry.key is not None:
+                    await self.storage.download_to(entry.key, target)
+                elif entry.url is not None:
+                    await fetch_to_file(
+                        self.fetcher, entry.url, target, self.settings.input_max_bytes
+                    )
+            except Exception as exc:
+                raise RunFailed(f"input {entry.name}: {exc}") from exc
+
+    @staticmethod
+    def _model(job: Job, workdir: Path) -> str:
+        if job.model:
+            if not (workdir / job.model).is_file():
+                raise RunFailed(f"model {job.model} is neither a pipeline file nor an input")
+            return job.model
+        models = sorted(path.name for path in workdir.glob("*.glm"))
+        if len(models) != 1:
+            found = ", ".join(models) or "none"
+            raise RunFailed(
+                f"no model named: the pipeline names none and the run has {len(models)} "
+                f".glm files ({found}); name one with the pipeline's `model`"
+            )
+        return models[0]
+
+    async def _upload_artifacts(self, job: Job, workdir: Path, names: list[str]) -> None:
+        for name in names:
+            path = workdir / name
+            content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            key = f"{job.artifact_prefix}{new_uuid()}-{name}"
+            saved = await self.storage.put_file(key, path, content_type)
+            await self.api.register_artifact(
+                job.pipeline_uuid,
+                job.run_uuid,
+                ArtifactRegistration(
+                    name=name,
+                    key=key,
+                    size=saved.size,
+                    sha256=saved.sha256,
+                    content_type=content_type,
+                ),
+            )
