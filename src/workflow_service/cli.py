@@ -43,6 +43,14 @@ def _settings() -> Settings:
         raise _fail(str(exc)) from None
 
 
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # One line per worker → API call is noise at info level.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def _with_database(settings: Settings, work: Callable[[db.Database], Awaitable[T]]) -> T:
     """Run ``work`` on a database brought to (or checked at) the migrations' head."""
 
@@ -66,9 +74,7 @@ def _with_database(settings: Settings, work: Callable[[db.Database], Awaitable[T
 def serve() -> None:
     """Serve the API (no configuration: SQLite file in the working directory)."""
     settings = _settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(settings)
 
     async def bootstrap(database: db.Database) -> str | None:
         async with database.sessions() as session:
@@ -178,9 +184,7 @@ def revoke_application_key(
 def worker() -> None:
     """Run an arq worker: executes runs from REDIS_URL for the API at WORKER_API_SERVER."""
     settings = _settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(settings)
     from workflow_service.worker.jobs import arq_worker
 
     try:
