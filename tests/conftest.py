@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 
 from workflow_service import db
@@ -61,6 +62,22 @@ def postgres_migrated() -> str:
     return url
 
 
+@pytest.fixture
+def clean_postgres(postgres_migrated: str) -> str:
+    """The migrated PostgreSQL test database, emptied."""
+
+    async def truncate() -> None:
+        settings = Settings(database_url=postgres_migrated)
+        database = db.create_database(settings)
+        tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+        async with database.engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        await database.dispose()
+
+    asyncio.run(truncate())
+    return postgres_migrated
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
@@ -68,7 +85,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         path = tmp_path / "test.db"
         shutil.copyfile(template, path)
         return f"sqlite+aiosqlite:///{path}"
-    return str(request.getfixturevalue("postgres_migrated"))
+    return str(request.getfixturevalue("clean_postgres"))
 
 
 @pytest.fixture
@@ -77,16 +94,13 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         database_url=database_url,
         max_content_length=64 * 1024,
         credentials_file=tmp_path / "credentials.json",
+        storage_url=str(tmp_path / "artifacts"),
     )
 
 
 @pytest.fixture
 async def database(settings: Settings) -> AsyncIterator[db.Database]:
     database = db.create_database(settings)
-    if not settings.is_sqlite:
-        tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-        async with database.engine.begin() as connection:
-            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     yield database
     await database.dispose()
 
@@ -121,9 +135,16 @@ async def keys(database: db.Database) -> Keys:
 
 
 @pytest.fixture
-async def anonymous(settings: Settings, database: db.Database) -> AsyncIterator[httpx.AsyncClient]:
+async def app(settings: Settings, database: db.Database) -> AsyncIterator[FastAPI]:
+    """The app, started: embedded mode (local storage, in-process runs)."""
+    application = create_app(settings, database)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def anonymous(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client of the app without any key."""
-    app = create_app(settings, database)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client

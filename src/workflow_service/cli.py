@@ -8,8 +8,10 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
+import httpx
 import typer
 import uvicorn
 
@@ -202,6 +204,48 @@ def gridlabd(context: typer.Context) -> None:
     """The engine front end: `gridlabd [-D name=value]... model.glm` (see --help)."""
     command = [sys.executable, "-m", "workflow_service.engine", *context.args]
     os.execv(sys.executable, command)  # noqa: S606 - fixed interpreter, the user's own arguments
+
+
+@cli.command()
+def submit(
+    path: Annotated[Path, typer.Argument(help="A .glm model, or a folder holding one.")],
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="More files the model reads.", show_default=False)
+    ] = None,
+    define: Annotated[
+        list[str] | None,
+        typer.Option("--define", "-D", help="name=value for the engine; repeat as needed."),
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it ends.")] = False,
+    download: Annotated[
+        Path | None, typer.Option("--download", help="Folder for the artifacts (implies --wait).")
+    ] = None,
+    server: Annotated[str | None, typer.Option(help="API URL (default: WORKFLOW_SERVER).")] = None,
+    key: Annotated[str | None, typer.Option(help="API key (default: WORKFLOW_API_KEY).")] = None,
+) -> None:
+    """Run a model on a server: exits 0 when the run completed, 1 when it did not."""
+    from workflow_service import submit as submitting
+
+    defines = {}
+    for item in define or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise _fail(f"-D takes name=value, not {item!r}")
+        defines[name] = value
+    try:
+        url, api_key = submitting.connection(server, key, _settings().credentials_file)
+        code = submitting.submit(
+            path,
+            list(files or []),
+            defines,
+            server=url,
+            key=api_key,
+            wait=wait,
+            download_to=download,
+        )
+    except (submitting.SubmitError, httpx.HTTPError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code)
 
 
 @cli.command()
