@@ -8,7 +8,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,3 +159,55 @@ async def client(anonymous: httpx.AsyncClient, keys: Keys) -> httpx.AsyncClient:
     """An HTTP client of the app holding a PIPELINES_CLIENT key."""
     anonymous.headers["Workflow-API-Key"] = keys.client
     return anonymous
+
+
+MOTO_START_SECONDS = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of moto's S3 server, run as a process for the session. Fails, never skips."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + MOTO_START_SECONDS
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"moto server exited ({process.returncode}): {log.read_text()[-2000:]}")
+            try:
+                httpx.get(f"{url}/moto-api/", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"moto server did not answer on {url} within {MOTO_START_SECONDS} s"
+                    )
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def s3_endpoint(s3_server: str) -> str:
+    """The moto server with its state reset."""
+    httpx.post(f"{s3_server}/moto-api/reset").raise_for_status()
+    return s3_server

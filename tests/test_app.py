@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 
+from tests.conftest import free_port
 from workflow_service import db
 from workflow_service.app import create_app
 from workflow_service.settings import Settings
@@ -25,18 +24,12 @@ async def test_readyz_checks_the_database(anonymous: httpx.AsyncClient) -> None:
     }
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_readyz_is_503_when_the_database_is_unreachable(
     settings: Settings, database: db.Database
 ) -> None:
     app = create_app(settings, database)
     gone = db.create_database(
-        Settings(database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{closed_port()}/none")
+        Settings(database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none")
     )
     transport = httpx.ASGITransport(app=app)
     async with (

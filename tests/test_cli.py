@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import free_port
 from workflow_service import db
 from workflow_service.app import create_app
 from workflow_service.settings import Settings
@@ -36,12 +36,6 @@ def environment(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARIABLES}
     env.update(overrides)
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -29,7 +29,7 @@ import httpx
 import pytest
 import uvicorn
 
-from tests.conftest import Keys
+from tests.conftest import Keys, free_port
 from workflow_service import db
 from workflow_service.app import create_app
 from workflow_service.auth.models import Permission
@@ -38,12 +38,6 @@ from workflow_service.settings import Settings
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def engine_processes(run_uuid: str) -> list[int]:

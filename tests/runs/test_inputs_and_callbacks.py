@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.runs.conftest import MODELS, Service, data_rows, free_port
+from tests.conftest import free_port
+from tests.runs.conftest import MODELS, Service, data_rows
 
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"test webhook secret, 32 bytes!!").decode()
 

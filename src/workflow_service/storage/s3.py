@@ -66,26 +66,26 @@ def _take(buffer: list[bytes]) -> bytes:
 
 
 async def _parts(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Regroup chunks into parts of at least PART_SIZE; the last one (only one if the
-    stream is short, possibly empty) is smaller."""
+    """Regroup chunks into parts of at least PART_SIZE bytes, then a last, shorter one
+    if bytes remain. An empty stream gives one empty part."""
     buffer: list[bytes] = []
     buffered = 0
-    count = 0
+    yielded = False
     async for chunk in chunks:
         buffer.append(chunk)
         buffered += len(chunk)
         if buffered >= PART_SIZE:
-            count += 1
-            if count > MAX_PARTS:
-                raise ObjectTooLarge(f"more than {MAX_PARTS} parts of {PART_SIZE} bytes")
             buffered = 0
+            yielded = True
             yield _take(buffer)
-    if buffered or not count:
+    if buffered or not yielded:
         yield _take(buffer)
 
 
 async def _reap(tasks: set[asyncio.Task[None]], until: str) -> set[asyncio.Task[None]]:
     """Wait for `tasks` (per asyncio.wait's `until`), raise the first failure, return the rest."""
+    if not tasks:
+        return tasks
     done, pending = await asyncio.wait(tasks, return_when=until)
     errors = [error for task in done if (error := task.exception()) is not None]
     if errors:
@@ -200,6 +200,8 @@ class S3Storage(Storage):
             number = 0
             async for body in parts:
                 number += 1
+                if number > MAX_PARTS:
+                    raise ObjectTooLarge(f"more than {MAX_PARTS} parts of {PART_SIZE} bytes")
                 if upload_id is None:
                     if len(body) < PART_SIZE:  # a short first part is the whole stream
                         await client.put_object(
@@ -210,21 +212,22 @@ class S3Storage(Storage):
                         Bucket=self.bucket, Key=key, ContentType=content_type
                     )
                     upload_id = upload["UploadId"]
-                # Only the BytesIO holds the part from here (aiohttp copies it once
-                # and the original is freed; botocore would wrap bytes in one anyway).
+                # Hand the part over in a BytesIO and drop our reference: aiohttp copies
+                # the buffer once, then the original is freed. (botocore wraps bytes in a
+                # BytesIO too, but then this frame would keep the original alive.)
                 sending.add(asyncio.create_task(send(upload_id, number, io.BytesIO(body))))
                 del body
                 while len(sending) >= MAX_PARTS_IN_FLIGHT:
                     sending = await _reap(sending, asyncio.FIRST_COMPLETED)
             sending = await _reap(sending, asyncio.FIRST_EXCEPTION)
-            if upload_id is not None:
-                completed.sort(key=lambda part: part["PartNumber"])
-                await client.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": completed},
-                )
+            assert upload_id is not None  # _parts yields at least one part
+            completed.sort(key=lambda part: part["PartNumber"])
+            await client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": completed},
+            )
         except BaseException:
             for task in sending:
                 task.cancel()
