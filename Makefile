@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PG_TEST_URL := postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint migrate revision downgrade openapi compose-up
+.PHONY: help install run test lint migrate revision downgrade openapi dev worker compose-up
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,20 @@ downgrade: $(STAMP)  ## One migration step down
 
 openapi: $(STAMP)  ## Write the OpenAPI document to docs/openapi.json
 	$(BIN)/workflow-service openapi > docs/openapi.json
+
+# The API (auto-reload) and one arq worker; a dev worker key is made when WORKER_API_TOKEN is unset.
+dev: $(STAMP)  ## API with auto-reload plus one arq worker (DATABASE_URL, REDIS_URL)
+	@test -n "$$REDIS_URL" || { echo "make dev needs REDIS_URL (and DATABASE_URL for PostgreSQL)"; exit 1; }
+	$(BIN)/workflow-service migrate
+	@export WORKER_API_SERVER=$${WORKER_API_SERVER:-http://127.0.0.1:$${PORT:-8000}}; \
+	test -n "$$WORKER_API_TOKEN" || export WORKER_API_TOKEN=$$($(BIN)/workflow-service create-application-key -n "dev worker" -p PIPELINES_WORKER | cut -d= -f2); \
+	trap 'kill 0' INT TERM EXIT; \
+	$(BIN)/uvicorn workflow_service.app:create_app --factory --reload --reload-dir src \
+		--host $${HOST:-127.0.0.1} --port $${PORT:-8000} & \
+	$(BIN)/workflow-service worker
+
+worker: $(STAMP)  ## One arq worker (REDIS_URL, WORKER_API_SERVER, WORKER_API_TOKEN)
+	$(BIN)/workflow-service worker
 
 compose-up:  ## docker compose up (needs a container engine; none runs on the CI machines)
 	docker compose up --build
