@@ -20,6 +20,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("pipeline", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("run_count", sa.Integer(), server_default="0", nullable=False)
+        )
     op.create_table(
         "pipeline_file",
         sa.Column("pipeline_id", sa.Integer(), nullable=False),
@@ -163,3 +167,5 @@ def downgrade() -> None:
 
     op.drop_table("pipeline_run")
     op.drop_table("pipeline_file")
+    with op.batch_alter_table("pipeline", schema=None) as batch_op:
+        batch_op.drop_column("run_count")

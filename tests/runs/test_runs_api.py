@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -11,7 +12,9 @@ from fastapi import FastAPI
 
 from tests.conftest import Keys
 from workflow_service import db
+from workflow_service.pagination import Page
 from workflow_service.pipelines.repository import find_pipeline
+from workflow_service.runs.repository import list_runs
 from workflow_service.runs.service import RunRequest, create_run
 
 
@@ -293,3 +296,15 @@ async def test_too_many_inputs_is_400(
     inputs = [{"name": f"{i}.csv", "url": f"http://127.0.0.1:9/{i}"} for i in range(limit + 1)]
     response = await client.post(f"/v1/pipelines/{pipeline['uuid']}/runs", json={"inputs": inputs})
     assert response.status_code == 400 and "inputs" in response.json()["errors"]
+
+
+async def test_concurrent_creations_get_distinct_sequences(
+    app: FastAPI, database: db.Database, pipeline: dict[str, Any]
+) -> None:
+    made = await asyncio.gather(*(queued_run(app, database, pipeline["uuid"]) for _ in range(8)))
+    async with database.sessions() as session:
+        found = await find_pipeline(session, pipeline["uuid"])
+        assert found is not None
+        runs = await list_runs(session, found, Page(limit=None, after_id=None))
+    assert sorted(run.uuid for run in runs) == sorted(made)
+    assert sorted(run.sequence for run in runs) == list(range(1, 9))

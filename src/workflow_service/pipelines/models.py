@@ -43,6 +43,8 @@ class Pipeline(TimestampedMixin, Base):
     )
     timeout_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
     is_deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    run_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Runs created so far: the next run's ``sequence`` (see runs.repository.next_sequence)."""
 
 
 class PipelineFile(TimestampedMixin, Base):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -27,12 +27,12 @@ def _runs_of(pipeline_id: int) -> Select[PipelineRun]:
 
 
 async def find_run(
-    session: AsyncSession, pipeline: Pipeline, run_uuid: str, *, full: bool = True
+    session: AsyncSession, pipeline_id: int, run_uuid: str, *, full: bool = True
 ) -> PipelineRun | None:
-    """The live run ``run_uuid`` of ``pipeline`` (a run of another pipeline is not found)."""
+    """The live run ``run_uuid`` of pipeline ``pipeline_id`` (another pipeline's is not found)."""
     if not is_hex_uuid(run_uuid):
         return None
-    query = _runs_of(pipeline.id).where(PipelineRun.uuid == run_uuid)
+    query = _runs_of(pipeline_id).where(PipelineRun.uuid == run_uuid)
     if full:
         query = query.options(*FULL_RUN)
     return await session.scalar(query.execution_options(populate_existing=True))
@@ -45,11 +45,18 @@ async def list_runs(session: AsyncSession, pipeline: Pipeline, page: Page) -> Se
     return (await session.scalars(query.limit(page.fetch_size()))).all()
 
 
-async def next_sequence(session: AsyncSession, pipeline: Pipeline) -> int:
-    current = await session.scalar(
-        select(func.max(PipelineRun.sequence)).where(PipelineRun.pipeline_id == pipeline.id)
+async def next_sequence(session: AsyncSession, pipeline_id: int) -> int:
+    """Count the run on its pipeline. The row stays locked until the caller commits, so
+    concurrent creations on one pipeline get 1, 2, 3… without gaps or retries."""
+    counted = await session.scalar(
+        update(Pipeline)
+        .where(Pipeline.id == pipeline_id)
+        .values(run_count=Pipeline.run_count + 1)
+        .returning(Pipeline.run_count)
+        .execution_options(synchronize_session=False)
     )
-    return (current or 0) + 1
+    assert counted is not None
+    return int(counted)
 
 
 async def find_artifact(session: AsyncSession, uuid: str) -> Artifact | None:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflow_service.db import new_uuid, utcnow
@@ -47,7 +46,6 @@ from workflow_service.uploads import Upload
 
 logger = logging.getLogger(__name__)
 
-SEQUENCE_ATTEMPTS = 5
 CAS_ATTEMPTS = 5
 
 
@@ -63,7 +61,7 @@ async def get_run(
     session: AsyncSession, pipeline_uuid: str, run_uuid: str, *, full: bool = True
 ) -> tuple[Pipeline, PipelineRun]:
     pipeline = await get_pipeline(session, pipeline_uuid)
-    run = await repository.find_run(session, pipeline, run_uuid, full=full)
+    run = await repository.find_run(session, pipeline.id, run_uuid, full=full)
     if run is None:
         raise NotFound("Pipeline run not found")
     return pipeline, run
@@ -150,18 +148,10 @@ async def create_run(
 async def _insert_with_sequence(
     session: AsyncSession, pipeline: Pipeline, run: PipelineRun
 ) -> None:
-    """Number the run 1, 2, … per pipeline; two creations racing retry on the constraint."""
-    for attempt in range(SEQUENCE_ATTEMPTS):
-        run.sequence = await repository.next_sequence(session, pipeline)
-        session.add(run)
-        try:
-            await session.commit()
-            return
-        except IntegrityError:
-            await session.rollback()
-            if attempt == SEQUENCE_ATTEMPTS - 1:
-                raise
-            session.expunge(run)
+    """Number the run 1, 2, … per pipeline from the pipeline's counter (an atomic UPDATE)."""
+    run.sequence = await repository.next_sequence(session, pipeline.id)
+    session.add(run)
+    await session.commit()
 
 
 async def enqueue(runtime: Runtime, pipeline: Pipeline, run: PipelineRun) -> None:
@@ -197,8 +187,8 @@ async def _compare_and_set(
     return bool(getattr(result, "rowcount", 0))
 
 
-async def _reload(session: AsyncSession, pipeline: Pipeline, run: PipelineRun) -> PipelineRun:
-    fresh = await repository.find_run(session, pipeline, run.uuid)
+async def _reload(session: AsyncSession, pipeline_id: int, run_uuid: str) -> PipelineRun:
+    fresh = await repository.find_run(session, pipeline_id, run_uuid)
     if fresh is None:
         raise NotFound("Pipeline run not found")
     return fresh
@@ -226,6 +216,7 @@ async def change_state(
     update: StateUpdate,
 ) -> PipelineRun:
     """Apply a state change decided by the state machine; the same state again is a no-op."""
+    pipeline_id, run_uuid = pipeline.id, run.uuid  # a rollback expires the objects
     for _ in range(CAS_ATTEMPTS):
         decision = decide_transition(RunState(run.state), update.state)
         if decision.refusal:
@@ -237,11 +228,11 @@ async def change_state(
             entry = PipelineRunState(run_id=run.id, state=update.state.value, created_at=utcnow())
             session.add(entry)
             await session.commit()
-            run = await _reload(session, pipeline, run)
+            run = await _reload(session, pipeline_id, run_uuid)
             _announce(runtime, run, [entry])
             return run
         await session.rollback()
-        run = await _reload(session, pipeline, run)
+        run = await _reload(session, pipeline_id, run_uuid)
     raise BadRequest("The run is changing state too often; try again")
 
 
@@ -279,6 +270,7 @@ async def report(
     session: AsyncSession, pipeline: Pipeline, run: PipelineRun, body: ConsoleAppend, cap: int
 ) -> ConsoleOut:
     """The worker's console chunks and progress; doubles as its heartbeat."""
+    pipeline_id, run_uuid = pipeline.id, run.uuid  # a rollback expires the objects
     for _ in range(CAS_ATTEMPTS):
         out = console.Stream(run.std_out, run.std_out_size)
         err = console.Stream(run.std_err, run.std_err_size)
@@ -305,7 +297,7 @@ async def report(
                 std_out=out.text, std_err=err.text, std_out_size=out.size, std_err_size=err.size
             )
         await session.rollback()
-        run = await _reload(session, pipeline, run)
+        run = await _reload(session, pipeline_id, run_uuid)
     raise BadRequest("Console appends are racing; retry")
 
 
