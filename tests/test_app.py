@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import httpx
 
 from tests.conftest import free_port
@@ -66,6 +69,9 @@ async def test_declared_body_over_limit_is_refused_before_reading(
 
 async def test_openapi_document(anonymous: httpx.AsyncClient) -> None:
     document = (await anonymous.get("/openapi.json")).json()
+    names = set(document["components"]["schemas"])
+    referenced = set(re.findall(r"#/components/schemas/(\w+)", json.dumps(document)))
+    assert referenced <= names, referenced - names
     schemes = document["components"]["securitySchemes"]
     assert schemes["WorkflowApiKey"] == {
         "type": "apiKey",

@@ -25,6 +25,7 @@ from workflow_service.queue.inprocess import InProcessQueue
 from workflow_service.runs.callbacks import CallbackDispatcher
 from workflow_service.runs.router import artifacts_router
 from workflow_service.runs.router import router as runs_router
+from workflow_service.runs.schemas import RunCreate
 from workflow_service.runtime import Runtime
 from workflow_service.settings import Settings, load_settings
 from workflow_service.storage import create_storage
@@ -33,6 +34,7 @@ from workflow_service.worker.executor import RunExecutor
 from workflow_service.worker.jobs import execute_run, input_fetcher
 
 CALLBACK_TIMEOUT_SECONDS = 10.0
+BODIES_PARSED_BY_HAND = (RunCreate,)
 EMBEDDED_API_TIMEOUT_SECONDS = 60.0
 
 DESCRIPTION = """\
@@ -104,9 +106,14 @@ def _openapi_document(app: FastAPI) -> dict[str, Any]:
     for path in document.get("paths", {}).values():
         for operation in path.values():
             operation.get("responses", {}).pop("422", None)
-    schemas = document.get("components", {}).get("schemas", {})
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
+    # Bodies parsed by hand (JSON or multipart on one route) are named in openapi_extra.
+    for model in BODIES_PARSED_BY_HAND:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
     app.openapi_schema = document
     return document
 
