@@ -190,3 +190,41 @@ def test_sed_pipeline_of_the_original_keeps_working(tmp_path: Path) -> None:
     assert result.returncode == 0
     content = (tmp_path / ".worker-env").read_text()
     assert content.startswith("WORKER_API_TOKEN=wfs_") and content.count("\n") == 1
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+MODELS = Path(__file__).resolve().parent / "models"
+
+
+def test_submit_runs_a_model_and_downloads_its_results(server_dir: Path) -> None:
+    """The README's quick start: `make run`, then `submit examples/ieee13 --wait --download`."""
+    server = Server(server_dir, free_port())
+    try:
+        done = run(["submit", str(EXAMPLES / "ieee13"), "--wait", "--download", "out/"], server_dir)
+        assert done.returncode == 0, done.stderr
+        assert "run COMPLETED" in done.stderr and "state: RUNNING" in done.stderr
+        out = server_dir / "out"
+        assert sorted(path.name for path in out.iterdir()) == [
+            "ieee13_substation.csv",
+            "ieee13_v634.csv",
+            "ieee13_v675.csv",
+        ]
+        rows = [line for line in (out / "ieee13_v675.csv").read_text().splitlines()]
+        assert len([line for line in rows if not line.startswith("#")]) == 1440
+
+        failed = run(
+            ["submit", str(MODELS / "bad_syntax" / "bad_syntax.glm"), "--wait"], server_dir
+        )
+        assert failed.returncode == 1
+        assert "FAILED" in failed.stderr and "expected ';'" in failed.stderr
+
+        bad_define = run(["submit", str(EXAMPLES / "ieee13"), "-D", "novalue"], server_dir)
+        assert bad_define.returncode == 2 and "name=value" in bad_define.stderr
+    finally:
+        server.stop()
+
+
+def test_submit_without_a_server_says_how_to_get_one(tmp_path: Path) -> None:
+    result = run(["submit", str(EXAMPLES / "ieee13")], tmp_path)
+    assert result.returncode == 2
+    assert "--server" in result.stderr and "WORKFLOW_SERVER" in result.stderr
