@@ -114,7 +114,7 @@ def upgrade() -> None:
         "pipeline_run_input",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("run_id", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("name", sa.String(length=1024), nullable=False),
         sa.Column("url", sa.String(length=2000), nullable=True),
         sa.Column("key", sa.String(length=1024), nullable=True),
         sa.Column("size", sa.BigInteger(), nullable=True),

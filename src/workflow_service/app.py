@@ -32,6 +32,8 @@ from workflow_service.storage import create_storage
 from workflow_service.worker.api import WorkerApi
 from workflow_service.worker.executor import RunExecutor
 from workflow_service.worker.jobs import execute_run, input_fetcher
+from workflow_service.workflows.propagation import WorkflowPropagator
+from workflow_service.workflows.router import router as workflows_router
 
 CALLBACK_TIMEOUT_SECONDS = 10.0
 BODIES_PARSED_BY_HAND = (RunCreate,)
@@ -145,10 +147,13 @@ async def _start_runtime(app: FastAPI, settings: Settings, database: Database) -
         )
         executor = RunExecutor(settings, api, storage, input_fetcher(settings))
         queue = InProcessQueue(execute_run, {"executor": executor}, settings.worker_concurrency)
-    return Runtime(settings=settings, storage=storage, queue=queue, callbacks=callbacks)
+    runtime = Runtime(settings=settings, storage=storage, queue=queue, callbacks=callbacks)
+    runtime.events.subscribe(WorkflowPropagator(database, runtime).on_run_changed)
+    return runtime
 
 
 async def _stop_runtime(runtime: Runtime) -> None:
+    await runtime.events.close()
     await runtime.queue.close()
     await runtime.callbacks.close()
     await runtime.storage.close()
@@ -179,6 +184,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         openapi_tags=[
             {"name": "pipelines", "description": "GridLAB-D job definitions and their files."},
             {"name": "runs", "description": "Pipeline runs, their console and artifacts."},
+            {"name": "workflows", "description": "Pipelines chained into a DAG, and its runs."},
             {"name": "applications", "description": "API keys (ADMIN)."},
             {"name": "health", "description": "Liveness and readiness; no key needed."},
         ],
@@ -192,6 +198,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(pipelines_router)
     app.include_router(runs_router)
     app.include_router(artifacts_router)
+    app.include_router(workflows_router)
     app.include_router(applications_router)
     app.openapi = lambda: _openapi_document(app)  # type: ignore[method-assign]
     return app

@@ -4,6 +4,14 @@ from workflow_service.auth.models import Application, Permission
 from workflow_service.db import Base
 from workflow_service.pipelines.models import Pipeline, PipelineFile, PipelineKind
 from workflow_service.runs.models import Artifact, PipelineRun, PipelineRunInput, PipelineRunState
+from workflow_service.workflows.models import (
+    Workflow,
+    WorkflowPipeline,
+    WorkflowPipelineDependency,
+    WorkflowPipelineRun,
+    WorkflowRun,
+    WorkflowRunState,
+)
 
 __all__ = [
     "Application",
@@ -16,4 +24,10 @@ __all__ = [
     "PipelineRun",
     "PipelineRunInput",
     "PipelineRunState",
+    "Workflow",
+    "WorkflowPipeline",
+    "WorkflowPipelineDependency",
+    "WorkflowPipelineRun",
+    "WorkflowRun",
+    "WorkflowRunState",
 ]

@@ -71,8 +71,16 @@ async def update_pipeline(
 
 
 async def delete_pipeline(session: AsyncSession, uuid: str) -> None:
-    """Soft delete: the row stays for the runs that refer to it."""
+    """Soft delete: the row stays for the runs that refer to it. A pipeline that a live
+    workflow uses cannot be deleted."""
+    from workflow_service.workflows.repository import pipeline_in_use
+
     pipeline = await get_pipeline(session, uuid)
+    if await pipeline_in_use(session, pipeline.id):
+        raise BadRequest(
+            "The pipeline is used by a workflow",
+            {"pipeline": ["remove it from its workflows first"]},
+        )
     pipeline.is_deleted = True
     await session.commit()
 

@@ -86,7 +86,7 @@ class PipelineRunInput(Base):
     run_id: Mapped[int] = mapped_column(
         ForeignKey("pipeline_run.id", ondelete="CASCADE"), index=True
     )
-    name: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(1024))
     url: Mapped[str | None] = mapped_column(String(2000), default=None)
     key: Mapped[str | None] = mapped_column(String(1024), default=None)
     size: Mapped[int | None] = mapped_column(BigInteger, default=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -29,7 +30,7 @@ from workflow_service.runs.schemas import (
     StateUpdate,
 )
 from workflow_service.runs.states import RunState
-from workflow_service.runtime import RuntimeDep
+from workflow_service.runtime import Runtime, RuntimeDep
 from workflow_service.schemas import UuidPath
 from workflow_service.storage import ObjectNotFound, content_disposition
 from workflow_service.uploads import (
@@ -90,6 +91,34 @@ def _base_url(request: Request) -> str:
     return str(request.base_url)
 
 
+@contextlib.asynccontextmanager
+async def run_request(request: Request, runtime: Runtime) -> AsyncIterator[service.RunRequest]:
+    """The run body: JSON, or multipart with the files (whose spooled copies are closed
+    when the block ends)."""
+    if not is_multipart(request):
+        body = parse_json(await request.body(), RunCreate)
+        yield service.RunRequest(body.inputs, [], body.callback_url, body.defines)
+        return
+    form = await read_form(
+        request,
+        max_files=runtime.settings.max_inputs_per_run,
+        fields={"callback_url", "inputs", "defines"},
+    )
+    try:
+        fields = parse_data(
+            {
+                "inputs": form_json(form, "inputs", []),
+                "defines": form_json(form, "defines", {}),
+                "callback_url": form.get("callback_url") or None,
+            },
+            RunCreate,
+        )
+        uploads = [upload_of(item) for item in form_files(form)]
+        yield service.RunRequest(fields.inputs, uploads, fields.callback_url, fields.defines)
+    finally:
+        await form.close()
+
+
 @router.post(
     "",
     summary="Start a run",
@@ -108,32 +137,8 @@ async def create_run(
     _: ClientApp,
 ) -> RunOut:
     pipeline = await get_pipeline(session, pipeline_uuid)
-    if not is_multipart(request):
-        body = parse_json(await request.body(), RunCreate)
-        run_request = service.RunRequest(body.inputs, [], body.callback_url, body.defines)
-        run = await service.create_run(session, runtime, pipeline, run_request)
-        return await service.present(runtime, run, _base_url(request))
-    form = await read_form(
-        request,
-        max_files=runtime.settings.max_inputs_per_run,
-        fields={"callback_url", "inputs", "defines"},
-    )
-    try:
-        fields = parse_data(
-            {
-                "inputs": form_json(form, "inputs", []),
-                "defines": form_json(form, "defines", {}),
-                "callback_url": form.get("callback_url") or None,
-            },
-            RunCreate,
-        )
-        uploads = [upload_of(item) for item in form_files(form)]
-        run_request = service.RunRequest(
-            fields.inputs, uploads, fields.callback_url, fields.defines
-        )
-        run = await service.create_run(session, runtime, pipeline, run_request)
-    finally:
-        await form.close()
+    async with run_request(request, runtime) as body:
+        run = await service.create_run(session, runtime, pipeline, body)
     return await service.present(runtime, run, _base_url(request))
 
 

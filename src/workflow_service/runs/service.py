@@ -67,10 +67,6 @@ async def get_run(
     return pipeline, run
 
 
-def input_key(pipeline: Pipeline, run: PipelineRun, name: str) -> str:
-    return f"{pipeline.uuid}/{run.uuid}/inputs/{name}"
-
-
 def artifact_prefix(pipeline: Pipeline, run: PipelineRun) -> str:
     return f"{pipeline.uuid}/{run.uuid}/"
 
@@ -80,7 +76,7 @@ def _record(run: PipelineRun, state: RunState) -> None:
     run.states.append(PipelineRunState(state=state.value, created_at=utcnow()))
 
 
-def _check_inputs(request: RunRequest, limit: int) -> None:
+def check_inputs(request: RunRequest, limit: int) -> None:
     names = [item.name for item in request.url_inputs] + [item.name for item in request.uploads]
     if len(names) > limit:
         raise BadRequest(
@@ -91,6 +87,76 @@ def _check_inputs(request: RunRequest, limit: int) -> None:
         raise BadRequest("Input names must be unique", {"inputs": [f"repeated: {duplicates}"]})
 
 
+@dataclass(frozen=True)
+class StoredInput:
+    """An uploaded input already in object storage."""
+
+    name: str
+    key: str
+    size: int
+    sha256: str
+
+
+async def store_uploads(
+    runtime: Runtime, prefix: str, uploads: Sequence[Upload]
+) -> list[StoredInput]:
+    """Stream uploaded files to storage under ``prefix``; on any failure none is kept."""
+    stored: list[StoredInput] = []
+    try:
+        for upload in uploads:
+            key = f"{prefix}{upload.name}"
+            saved = await runtime.storage.put_stream(
+                key, upload.chunks, upload.content_type, runtime.settings.input_max_bytes
+            )
+            stored.append(StoredInput(upload.name, key, saved.size, saved.sha256))
+    except ObjectTooLarge:
+        await remove_objects(runtime, [item.key for item in stored])
+        raise BadRequest(
+            "Input too large", {"files": [f"at most {runtime.settings.input_max_bytes} bytes"]}
+        ) from None
+    except BaseException:
+        await remove_objects(runtime, [item.key for item in stored])
+        raise
+    return stored
+
+
+async def add_run(
+    session: AsyncSession,
+    pipeline: Pipeline,
+    url_inputs: Sequence[UrlInput],
+    stored: Sequence[StoredInput],
+    *,
+    uuid: str,
+    callback_url: str | None,
+    defines: dict[str, str],
+    start: bool,
+) -> PipelineRun:
+    """Add a new run to the session (not committed), numbered from the pipeline's counter.
+
+    QUEUED, then NOT_STARTED too when ``start``: the caller enqueues it after committing.
+    """
+    run = PipelineRun(
+        uuid=uuid,
+        pipeline_id=pipeline.id,
+        state=RunState.QUEUED.value,
+        callback_url=callback_url,
+        defines=dict(defines),
+        states=[],
+        inputs=[PipelineRunInput(name=item.name, url=item.url) for item in url_inputs],
+        artifacts=[],
+    )
+    run.inputs.extend(
+        PipelineRunInput(name=item.name, key=item.key, size=item.size, sha256=item.sha256)
+        for item in stored
+    )
+    _record(run, RunState.QUEUED)
+    if start:
+        _record(run, RunState.NOT_STARTED)
+    run.sequence = await repository.next_sequence(session, pipeline.id)
+    session.add(run)
+    return run
+
+
 async def create_run(
     session: AsyncSession,
     runtime: Runtime,
@@ -99,59 +165,32 @@ async def create_run(
     *,
     start: bool = True,
 ) -> PipelineRun:
-    """Store the run and its uploaded inputs, commit, then enqueue it (when ``start``).
+    """Store the run's uploaded inputs and the run, commit, then enqueue it (when ``start``).
 
-    A run that cannot be enqueued (Redis down) stays NOT_STARTED, committed; the
-    reconciler hands it to a worker later.
+    A run that cannot be enqueued (Redis down) stays NOT_STARTED, committed.
     """
-    _check_inputs(request, runtime.settings.max_inputs_per_run)
-    run = PipelineRun(
-        uuid=new_uuid(),
-        pipeline_id=pipeline.id,
-        state=RunState.QUEUED.value,
-        callback_url=request.callback_url,
-        defines=dict(request.defines),
-        states=[],
-        inputs=[],
-        artifacts=[],
-    )
-    _record(run, RunState.QUEUED)
-    run.inputs.extend(PipelineRunInput(name=item.name, url=item.url) for item in request.url_inputs)
-    stored: list[str] = []
+    check_inputs(request, runtime.settings.max_inputs_per_run)
+    run_uuid = new_uuid()
+    stored = await store_uploads(runtime, f"{pipeline.uuid}/{run_uuid}/inputs/", request.uploads)
     try:
-        for upload in request.uploads:
-            key = input_key(pipeline, run, upload.name)
-            stored.append(key)
-            saved = await runtime.storage.put_stream(
-                key, upload.chunks, upload.content_type, runtime.settings.input_max_bytes
-            )
-            run.inputs.append(
-                PipelineRunInput(name=upload.name, key=key, size=saved.size, sha256=saved.sha256)
-            )
-        if start:
-            _record(run, RunState.NOT_STARTED)
-        await _insert_with_sequence(session, pipeline, run)
-    except ObjectTooLarge:
-        await remove_objects(runtime, stored)
-        raise BadRequest(
-            "Input too large", {"files": [f"at most {runtime.settings.input_max_bytes} bytes"]}
-        ) from None
+        run = await add_run(
+            session,
+            pipeline,
+            request.url_inputs,
+            stored,
+            uuid=run_uuid,
+            callback_url=request.callback_url,
+            defines=request.defines,
+            start=start,
+        )
+        await session.commit()
     except BaseException:
-        await remove_objects(runtime, stored)
+        await remove_objects(runtime, [item.key for item in stored])
         raise
-    _announce(runtime, run, run.states)
+    announce(runtime, run, run.states)
     if start:
         await enqueue(runtime, pipeline, run)
     return run
-
-
-async def _insert_with_sequence(
-    session: AsyncSession, pipeline: Pipeline, run: PipelineRun
-) -> None:
-    """Number the run 1, 2, … per pipeline from the pipeline's counter (an atomic UPDATE)."""
-    run.sequence = await repository.next_sequence(session, pipeline.id)
-    session.add(run)
-    await session.commit()
 
 
 async def enqueue(runtime: Runtime, pipeline: Pipeline, run: PipelineRun) -> None:
@@ -161,7 +200,7 @@ async def enqueue(runtime: Runtime, pipeline: Pipeline, run: PipelineRun) -> Non
         logger.warning("%s; the reconciler will enqueue it later", exc)
 
 
-def _announce(runtime: Runtime, run: PipelineRun, states: Sequence[PipelineRunState]) -> None:
+def announce(runtime: Runtime, run: PipelineRun, states: Sequence[PipelineRunState]) -> None:
     if not run.callback_url:
         return
     for entry in states:
@@ -229,11 +268,39 @@ async def change_state(
             session.add(entry)
             await session.commit()
             run = await _reload(session, pipeline_id, run_uuid)
-            _announce(runtime, run, [entry])
+            announce(runtime, run, [entry])
+            runtime.events.publish(run.id)
             return run
         await session.rollback()
         run = await _reload(session, pipeline_id, run_uuid)
     raise BadRequest("The run is changing state too often; try again")
+
+
+async def start_queued(
+    session: AsyncSession,
+    runtime: Runtime,
+    pipeline: Pipeline,
+    run: PipelineRun,
+    inputs: Sequence[StoredInput],
+) -> bool:
+    """QUEUED → NOT_STARTED with ``inputs`` added, then enqueue; False if another caller
+    moved the run first (so concurrent upstream completions start it exactly once)."""
+    values = {"state": RunState.NOT_STARTED.value}
+    if not await _compare_and_set(session, run, {"state": RunState.QUEUED.value}, values):
+        await session.rollback()
+        return False
+    entry = PipelineRunState(run_id=run.id, state=RunState.NOT_STARTED.value, created_at=utcnow())
+    session.add(entry)
+    session.add_all(
+        PipelineRunInput(
+            run_id=run.id, name=item.name, key=item.key, size=item.size, sha256=item.sha256
+        )
+        for item in inputs
+    )
+    await session.commit()
+    announce(runtime, run, [entry])
+    await enqueue(runtime, pipeline, run)
+    return True
 
 
 async def cancel_run(

@@ -179,7 +179,8 @@ class RunExecutor:
         for item in job.files:
             await self.storage.download_to(item.key, workdir / item.name)
         for entry in job.inputs:
-            target = workdir / entry.name
+            target = workdir / entry.name  # a relative path when it came from a sub-folder
+            target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 if entry.key is not None:
                     await self.storage.download_to(entry.key, target)

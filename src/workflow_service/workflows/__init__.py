@@ -1,0 +1,1 @@
+"""Workflows: pipelines chained into a DAG whose artifacts flow downstream."""
