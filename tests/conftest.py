@@ -8,12 +8,10 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -21,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from tests.harness import Keys, free_port, mode, mode_settings, recorder, service
 from workflow_service import db
 from workflow_service.app import create_app
 from workflow_service.auth.models import Permission
@@ -109,20 +108,6 @@ async def database(settings: Settings) -> AsyncIterator[db.Database]:
     await database.dispose()
 
 
-@dataclass(frozen=True)
-class Keys:
-    client: str
-    worker: str
-    admin: str
-
-    def for_permission(self, permission: Permission) -> str:
-        return {
-            Permission.PIPELINES_CLIENT: self.client,
-            Permission.PIPELINES_WORKER: self.worker,
-            Permission.ADMIN: self.admin,
-        }[permission]
-
-
 @pytest.fixture
 async def keys(database: db.Database) -> Keys:
     made = {}
@@ -162,12 +147,6 @@ async def client(anonymous: httpx.AsyncClient, keys: Keys) -> httpx.AsyncClient:
 
 
 MOTO_START_SECONDS = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -211,3 +190,13 @@ def s3_endpoint(s3_server: str) -> str:
     """The moto server with its state reset."""
     httpx.post(f"{s3_server}/moto-api/reset").raise_for_status()
     return s3_server
+
+
+__all__ = [
+    "Keys",
+    "free_port",
+    "mode",
+    "mode_settings",
+    "recorder",
+    "service",
+]  # fixtures of tests.harness

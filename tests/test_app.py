@@ -7,7 +7,7 @@ import re
 
 import httpx
 
-from tests.conftest import free_port
+from tests.harness import free_port
 from workflow_service import db
 from workflow_service.app import create_app
 from workflow_service.settings import Settings

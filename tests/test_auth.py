@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import select, text
 
-from tests.conftest import Keys
+from tests.harness import Keys
 from workflow_service import db
 from workflow_service.auth.models import Application, Permission
 from workflow_service.auth.service import create_application, hash_key

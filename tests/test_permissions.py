@@ -10,7 +10,7 @@ import re
 import httpx
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from tests.conftest import Keys
+from tests.harness import Keys
 from workflow_service.app import create_app
 from workflow_service.auth.models import Permission
 from workflow_service.settings import Settings

@@ -5,63 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import free_port
-from tests.runs.conftest import MODELS, Service, data_rows
+from tests.harness import MODELS, Recorder, Service, data_rows, free_port
 
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"test webhook secret, 32 bytes!!").decode()
-
-
-class Recorder:
-    """A local HTTP server: serves files on GET, records POSTed callbacks."""
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        self.files = files
-        self.posts: list[tuple[dict[str, str], bytes]] = []
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = recorder.files.get(self.path.lstrip("/"))
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Length", str(len(body or b"")))
-                self.end_headers()
-                self.wfile.write(body or b"")
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                recorder.posts.append((dict(self.headers), self.rfile.read(length)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    files = {
-        "tiny.glm": (MODELS / "tiny" / "tiny.glm").read_bytes(),
-        "big.bin": b"x" * 200_000,
-    }
-    server = Recorder(files)
-    yield server
-    server.close()
 
 
 async def test_url_inputs_are_fetched(service: Service, recorder: Recorder) -> None:

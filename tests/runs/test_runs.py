@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.runs.conftest import MODELS, Service, data_rows, engine_processes, sha256
+from tests.harness import MODELS, Service, data_rows, engine_processes, sha256
 
 
 def engine_output(model_dir: Path, model: str, output: str, tmp_path: Path) -> bytes:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import Keys
+from tests.harness import Keys
 from workflow_service import db
 from workflow_service.pagination import Page
 from workflow_service.pipelines.repository import find_pipeline

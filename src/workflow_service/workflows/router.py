@@ -260,5 +260,7 @@ async def cancel_workflow_run(
     workflow = await service.get_workflow(session, workflow_uuid)
     workflow_run = await service.get_workflow_run(session, workflow, workflow_run_uuid)
     await service.cancel_workflow_run(session, runtime, workflow_run)
+    # Read again by uuid: a lost compare-and-set rolled back and expired the objects.
+    workflow = await service.get_workflow(session, workflow_uuid)
     workflow_run = await service.get_workflow_run(session, workflow, workflow_run_uuid)
     return await present_run(runtime, workflow_run, str(request.base_url))

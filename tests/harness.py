@@ -1,4 +1,4 @@
-"""A whole service per test, in either of its two shapes:
+"""Test harness: a whole service per test, in either of its two shapes:
 
 - ``embedded``: SQLite, local artifact folder, runs executed in the API process;
 - ``distributed``: PostgreSQL, Redis, moto's S3 server, and a real
@@ -13,15 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +32,34 @@ import httpx
 import pytest
 import uvicorn
 
-from tests.conftest import Keys, free_port
 from workflow_service import db
 from workflow_service.app import create_app
 from workflow_service.auth.models import Permission
 from workflow_service.auth.service import create_application
 from workflow_service.settings import Settings
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+MODELS = Path(__file__).resolve().parent / "models"
 FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Keys:
+    client: str
+    worker: str
+    admin: str
+
+    def for_permission(self, permission: Permission) -> str:
+        return {
+            Permission.PIPELINES_CLIENT: self.client,
+            Permission.PIPELINES_WORKER: self.worker,
+            Permission.ADMIN: self.admin,
+        }[permission]
 
 
 def engine_processes(run_uuid: str) -> list[int]:
@@ -304,3 +326,51 @@ async def service(
         await connection.aclose()
     async with start_service(mode, settings, tmp_path, s3_endpoint) as running:
         yield running
+
+
+class Recorder:
+    """A local HTTP server: serves files on GET, records POSTed callbacks."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.posts: list[tuple[dict[str, str], bytes]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = recorder.files.get(self.path.lstrip("/"))
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                recorder.posts.append((dict(self.headers), self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def payloads(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _, body in self.posts]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    files = {
+        "tiny.glm": (MODELS / "tiny" / "tiny.glm").read_bytes(),
+        "big.bin": b"x" * 200_000,
+    }
+    server = Recorder(files)
+    yield server
+    server.close()
