@@ -94,3 +94,22 @@ RelativeFileName = Annotated[
     ),
 ]
 """An artifact's name: what the run produced, relative to its output folder."""
+
+
+def not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+Name = Annotated[Text, StringConstraints(max_length=50), AfterValidator(not_blank)]
+"""A pipeline's or workflow's name: 1 to 50 characters, not only blanks."""
+
+Description = Annotated[Text, StringConstraints(max_length=300)]
+
+MAX_SEARCH_UUIDS = 1000
+
+UuidSearch = Annotated[
+    list[HexUuid],
+    Field(max_length=MAX_SEARCH_UUIDS, description=f"At most {MAX_SEARCH_UUIDS} uuids."),
+]

@@ -20,16 +20,17 @@ from pydantic import (
 )
 
 from workflow_service.pipelines.models import PipelineKind
-from workflow_service.schemas import FileName, HexUuid, Text
+from workflow_service.schemas import (
+    Description,
+    FileName,
+    HexUuid,
+    Name,
+    Text,
+    UuidSearch,
+    not_blank,
+)
 
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
-MAX_SEARCH_UUIDS = 1000
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
 
 
 def _no_control_characters(value: str) -> str:
@@ -61,12 +62,10 @@ def _glm_file(value: str) -> str:
     return value
 
 
-Name = Annotated[Text, StringConstraints(max_length=50), AfterValidator(_not_blank)]
-Description = Annotated[Text, StringConstraints(max_length=300)]
 Reference = Annotated[
     Text,
     StringConstraints(min_length=1, max_length=2000),
-    AfterValidator(_not_blank),
+    AfterValidator(not_blank),
     AfterValidator(_no_control_characters),
 ]
 Branch = Annotated[
@@ -211,7 +210,7 @@ class PipelineSearch(BaseModel):
         json_schema_extra={"examples": [{"uuids": ["0f8e3a1c2b4d4e6f8a9b0c1d2e3f4a5b"]}]},
     )
 
-    uuids: Annotated[list[HexUuid], Field(max_length=MAX_SEARCH_UUIDS)]
+    uuids: UuidSearch
 
 
 class PipelineFileOut(BaseModel):

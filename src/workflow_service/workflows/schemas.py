@@ -5,20 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from workflow_service.runs.schemas import RunOut, StateOut
 from workflow_service.runs.states import RunState
-from workflow_service.schemas import HexUuid, Text
+from workflow_service.schemas import Description, HexUuid, Name, UuidSearch
 
-MAX_SEARCH_UUIDS = 1000
 MAX_EDGES = 100
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
 
 
 def _distinct(values: list[str]) -> list[str]:
@@ -38,8 +31,8 @@ class WorkflowIn(BaseModel):
         },
     )
 
-    name: Annotated[Text, StringConstraints(max_length=50), AfterValidator(_not_blank)]
-    description: Annotated[Text, StringConstraints(max_length=300)] = ""
+    name: Name
+    description: Description = ""
 
 
 class WorkflowOut(BaseModel):
@@ -55,7 +48,7 @@ class WorkflowOut(BaseModel):
 class WorkflowSearch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    uuids: Annotated[list[HexUuid], Field(max_length=MAX_SEARCH_UUIDS)]
+    uuids: UuidSearch
 
 
 class WorkflowPipelineIn(BaseModel):
