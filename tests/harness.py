@@ -248,6 +248,8 @@ def worker_environment(
         "RUN_WORK_DIR": str(settings.run_work_dir),
         "LOG_LEVEL": "info",
     }
+    if settings.container_runtime:
+        env["CONTAINER_RUNTIME"] = settings.container_runtime
     if s3_endpoint:
         env |= {
             "S3_ENDPOINT_URL": s3_endpoint,

@@ -248,6 +248,27 @@ def submit(
     raise typer.Exit(code)
 
 
+@cli.command(name="run-local")
+def run_local(
+    repository: Annotated[str, typer.Option(help="The pipeline's repository URL.")],
+    input_dir: Annotated[Path, typer.Option(help="Folder of input files.")],
+    output_dir: Annotated[Path, typer.Option(help="Where the output files are copied.")],
+    branch: Annotated[str, typer.Option(help="Branch to clone.")] = "master",
+    script: Annotated[str, typer.Option(help="Script inside the repository.")] = "openfido.sh",
+    image: Annotated[str | None, typer.Option(help="Image, when CONTAINER_RUNTIME is set.")] = None,
+) -> None:
+    """Run an OpenFIDO script pipeline here, exactly as a worker would, without a server."""
+    from workflow_service.worker.local import run_script_locally
+
+    settings = _settings()
+    if not input_dir.is_dir():
+        raise _fail(f"--input-dir {input_dir} is not a folder")
+    code = asyncio.run(
+        run_script_locally(settings, repository, branch, script, image, input_dir, output_dir)
+    )
+    raise typer.Exit(code)
+
+
 @cli.command()
 def openapi() -> None:
     """Print the OpenAPI document (JSON)."""

@@ -85,6 +85,27 @@ class Settings(BaseSettings):
             ),
         ),
     ] = None
+    container_runtime: Annotated[
+        Literal["docker", "podman"] | None,
+        Field(
+            validation_alias="CONTAINER_RUNTIME",
+            description="Run script pipelines inside their docker_image_url with this runtime.",
+        ),
+    ] = None
+    git_ssh_command: Annotated[
+        str,
+        Field(
+            validation_alias="GIT_SSH_COMMAND",
+            description="The ssh command git uses to clone ssh:// and user@host: repositories.",
+        ),
+    ] = "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes"
+    ssh_known_hosts_file: Annotated[
+        Path | None,
+        Field(
+            validation_alias="SSH_KNOWN_HOSTS_FILE",
+            description="known_hosts for cloning over ssh (default: the user's own).",
+        ),
+    ] = None
     run_timeout_seconds: Annotated[
         int, Field(validation_alias="RUN_TIMEOUT_SECONDS", ge=1, le=7 * 24 * 3600)
     ] = 3600
@@ -144,9 +165,11 @@ class Settings(BaseSettings):
         ),
     ] = Path(".workflow-service/credentials.json")
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "container_runtime", mode="before")
     @classmethod
-    def _lower_log_level(cls, value: object) -> object:
+    def _normalise_choice(cls, value: object) -> object:
+        if value == "":
+            return None
         return value.lower() if isinstance(value, str) else value
 
     @field_validator("database_url")

@@ -16,6 +16,8 @@ import shlex
 import shutil
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,26 +26,34 @@ import httpx
 from workflow_service.db import new_uuid
 from workflow_service.engine import EXIT_MEANINGS, PROGRESS_RE
 from workflow_service.outbound import fetch_to_file
+from workflow_service.pipelines.models import PipelineKind
 from workflow_service.runs.schemas import ArtifactRegistration, Job, StateUpdate
 from workflow_service.runs.states import RunState
 from workflow_service.settings import Settings
 from workflow_service.storage import Storage
+from workflow_service.worker import script
 from workflow_service.worker.api import ApiRefused, WorkerApi
 from workflow_service.worker.console import ConsoleReporter
+from workflow_service.worker.failures import RunFailed
 from workflow_service.worker.process import Limits, clean_environment, run_supervised
+from workflow_service.worker.script import ScriptJob, remove_container
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_LINE = re.compile(PROGRESS_RE)
 
 
-class RunFailed(Exception):
-    """The run cannot go on; the message is its failure_reason."""
+@dataclass(frozen=True)
+class Plan:
+    """How to run what a run runs, and what it produced once it ran."""
 
-    def __init__(self, reason: str, exit_code: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.exit_code = exit_code
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+    outputs: Callable[[], list[tuple[str, Path]]]
+    describe: Callable[[int], str]
+    container: tuple[str, str] | None = None
+    """(runtime, container name) to remove after the run, whatever happened."""
 
 
 @dataclass(frozen=True)
@@ -125,17 +135,16 @@ class RunExecutor:
             logger.info("run %s: final state %s refused: %s", job.run_uuid, final.state, exc)
 
     async def _run(self, job: Job, workdir: Path, reporter: ConsoleReporter) -> StateUpdate:
+        deadline = time.monotonic() + job.timeout_seconds
         try:
-            await self._prepare(job, workdir)
-            model = self._model(job, workdir)
+            plan = await (
+                self._plan_script(job, workdir, deadline)
+                if job.kind == PipelineKind.SCRIPT.value
+                else self._plan_engine(job, workdir)
+            )
         except RunFailed as failure:
             reporter.write("std_err", failure.reason + "\n")
             return StateUpdate(state=RunState.FAILED, failure_reason=failure.reason)
-        before = Snapshot.of(workdir)
-        argv = [*engine_command(self.settings), *job.arguments]
-        for name, value in job.defines.items():
-            argv += ["-D", f"{name}={value}"]
-        argv.append(model)
 
         def on_stderr(line: str) -> None:
             progress = PROGRESS_LINE.match(line)
@@ -144,20 +153,24 @@ class RunExecutor:
             else:
                 reporter.write("std_err", line)
 
-        outcome = await run_supervised(
-            argv,
-            cwd=workdir,
-            env=clean_environment(workdir),
-            timeout=job.timeout_seconds,
-            limits=Limits(
-                cpu_seconds=self.settings.run_max_cpu_seconds,
-                memory_bytes=self.settings.run_max_memory_bytes,
-                file_bytes=self.settings.run_max_file_bytes,
-            ),
-            on_stdout=lambda line: reporter.write("std_out", line),
-            on_stderr=on_stderr,
-        )
-        await self._upload_artifacts(job, workdir, Snapshot.of(workdir).changed_since(before))
+        try:
+            outcome = await run_supervised(
+                plan.argv,
+                cwd=plan.cwd,
+                env=plan.env,
+                timeout=max(deadline - time.monotonic(), 0.1),
+                limits=Limits(
+                    cpu_seconds=self.settings.run_max_cpu_seconds,
+                    memory_bytes=self.settings.run_max_memory_bytes,
+                    file_bytes=self.settings.run_max_file_bytes,
+                ),
+                on_stdout=lambda line: reporter.write("std_out", line),
+                on_stderr=on_stderr,
+            )
+        finally:
+            if plan.container is not None:
+                await asyncio.shield(remove_container(*plan.container))
+        await self._upload_artifacts(job, plan.outputs())
         if outcome.timed_out:
             reason = (
                 f"timeout: the run exceeded its limit of {job.timeout_seconds} s and was killed"
@@ -167,19 +180,67 @@ class RunExecutor:
                 state=RunState.FAILED, exit_code=outcome.returncode, failure_reason=reason
             )
         if outcome.returncode != 0:
+            reason = plan.describe(outcome.returncode)
+            reporter.write("std_err", reason + "\n")
             return StateUpdate(
-                state=RunState.FAILED,
-                exit_code=outcome.returncode,
-                failure_reason=describe_exit(outcome.returncode),
+                state=RunState.FAILED, exit_code=outcome.returncode, failure_reason=reason
             )
         return StateUpdate(state=RunState.COMPLETED, exit_code=0)
 
-    async def _prepare(self, job: Job, workdir: Path) -> None:
-        """Pipeline files first, then inputs: an input wins over a file of the same name."""
+    async def _plan_engine(self, job: Job, workdir: Path) -> Plan:
+        """Pipeline files, then inputs (an input wins over a file of the same name), then
+        the engine on the model; the artifacts are the files it created or changed."""
         for item in job.files:
             await self.storage.download_to(item.key, workdir / item.name)
+        await self._download_inputs(job, workdir)
+        model = self._model(job, workdir)
+        before = Snapshot.of(workdir)
+        argv = [*engine_command(self.settings), *job.arguments]
+        for name, value in job.defines.items():
+            argv += ["-D", f"{name}={value}"]
+        argv.append(model)
+
+        def outputs() -> list[tuple[str, Path]]:
+            names = Snapshot.of(workdir).changed_since(before)
+            return [(name, workdir / name) for name in names]
+
+        return Plan(argv, workdir, clean_environment(workdir), outputs, describe_exit)
+
+    async def _plan_script(self, job: Job, workdir: Path, deadline: float) -> Plan:
+        """The OpenFIDO contract: inputs in OPENFIDO_INPUT, every file the script leaves in
+        OPENFIDO_OUTPUT is an artifact."""
+        (workdir / "input").mkdir()
+        await self._download_inputs(job, workdir / "input")
+        script_job = ScriptJob(
+            run_name=f"workflow-run-{job.run_uuid}",
+            repository=job.repository_ssh_url or "",
+            branch=job.repository_branch or "master",
+            script=job.repository_script or "openfido.sh",
+            image=job.docker_image_url,
+        )
+        runtime = self.settings.container_runtime
+        plan = await script.prepare(
+            script_job,
+            workdir,
+            engine=engine_command(self.settings),
+            container_runtime=runtime,
+            git_env=script.git_environment(
+                workdir, self.settings.git_ssh_command, self.settings.ssh_known_hosts_file
+            ),
+            timeout=max(deadline - time.monotonic(), 0.1),
+        )
+        return Plan(
+            plan.argv,
+            plan.cwd,
+            plan.env,
+            lambda: script.outputs_of(plan.outputs),
+            script.describe_script_exit(container=runtime is not None),
+            container=(runtime, script_job.run_name) if runtime else None,
+        )
+
+    async def _download_inputs(self, job: Job, folder: Path) -> None:
         for entry in job.inputs:
-            target = workdir / entry.name  # a relative path when it came from a sub-folder
+            target = folder / entry.name  # a relative path when it came from a sub-folder
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 if entry.key is not None:
@@ -206,9 +267,8 @@ class RunExecutor:
             )
         return models[0]
 
-    async def _upload_artifacts(self, job: Job, workdir: Path, names: list[str]) -> None:
-        for name in names:
-            path = workdir / name
+    async def _upload_artifacts(self, job: Job, files: list[tuple[str, Path]]) -> None:
+        for name, path in files:
             content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
             key = f"{job.artifact_prefix}{new_uuid()}-{name}"
             saved = await self.storage.put_file(key, path, content_type)
