@@ -64,6 +64,7 @@ def upgrade() -> None:
         sa.Column("completed_at", workflow_service.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("heartbeat_at", workflow_service.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("worker_claim", sa.String(length=32), nullable=True),
         sa.Column("std_out", sa.Text(), nullable=False),
         sa.Column("std_err", sa.Text(), nullable=False),
         sa.Column("std_out_size", sa.BigInteger(), nullable=False),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +25,7 @@ from workflow_service.queue import RunQueue
 from workflow_service.queue.arq import ArqQueue
 from workflow_service.queue.inprocess import InProcessQueue
 from workflow_service.runs.callbacks import CallbackDispatcher
+from workflow_service.runs.reconciler import Reconciler
 from workflow_service.runs.router import artifacts_router
 from workflow_service.runs.router import router as runs_router
 from workflow_service.runs.schemas import RunCreate
@@ -167,9 +170,15 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         owned = database is None
         app.state.database = database or create_database(settings)
         app.state.runtime = await _start_runtime(app, settings, app.state.database)
+        reconciler = asyncio.create_task(
+            Reconciler(app.state.database, app.state.runtime).run_forever(), name="reconciler"
+        )
         try:
             yield
         finally:
+            reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reconciler
             await _stop_runtime(app.state.runtime)
             if owned:
                 await app.state.database.dispose()

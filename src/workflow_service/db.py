@@ -40,6 +40,9 @@ NAMING_CONVENTION = {
 }
 
 
+CONNECT_TIMEOUT_SECONDS = 5
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -109,6 +112,8 @@ def create_database(settings: Settings) -> Database:
             max_overflow=settings.database_pool_size,
             pool_pre_ping=True,
             pool_timeout=10,
+            # An unreachable database answers 503 in seconds, not after asyncpg's 60 s.
+            connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
         )
     return Database(engine, async_sessionmaker(engine, expire_on_commit=False))
 

@@ -118,6 +118,14 @@ class Settings(BaseSettings):
     run_max_file_bytes: Annotated[int, Field(validation_alias="RUN_MAX_FILE_BYTES", ge=1024**2)] = (
         4 * GIB
     )
+    run_max_output_bytes: Annotated[
+        int,
+        Field(
+            validation_alias="RUN_MAX_OUTPUT_BYTES",
+            ge=1024,
+            description="Largest total size of a run's working folder; over it the run fails.",
+        ),
+    ] = 10 * GIB
     run_work_dir: Annotated[
         Path | None,
         Field(
@@ -125,10 +133,32 @@ class Settings(BaseSettings):
             description="Where runs get their working directories (default: the system's temp).",
         ),
     ] = None
+    run_sandbox: Annotated[
+        Literal["auto", "bwrap", "none"],
+        Field(
+            validation_alias="RUN_SANDBOX",
+            description=(
+                "Confine the engine and host-mode scripts with bubblewrap: `auto` when bwrap "
+                "works here, `bwrap` required, `none` off (docs/sandbox.md)."
+            ),
+        ),
+    ] = "auto"
     worker_concurrency: Annotated[int, Field(validation_alias="WORKER_CONCURRENCY", ge=1)] = 2
     heartbeat_seconds: Annotated[
         float, Field(validation_alias="HEARTBEAT_SECONDS", gt=0, le=60)
     ] = 5.0
+    heartbeat_timeout_seconds: Annotated[
+        float,
+        Field(
+            validation_alias="HEARTBEAT_TIMEOUT_SECONDS",
+            gt=0,
+            description="A RUNNING run silent this long has lost its worker: retried or FAILED.",
+        ),
+    ] = 60.0
+    run_max_attempts: Annotated[int, Field(validation_alias="RUN_MAX_ATTEMPTS", ge=1, le=10)] = 2
+    reconcile_seconds: Annotated[
+        float, Field(validation_alias="RECONCILE_SECONDS", gt=0, le=600)
+    ] = 10.0
     queue_poll_seconds: Annotated[
         float, Field(validation_alias="QUEUE_POLL_SECONDS", gt=0, le=5)
     ] = 0.05

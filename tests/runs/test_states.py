@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from workflow_service.runs import console
-from workflow_service.runs.states import ALLOWED, RunState, decide_transition
+from workflow_service.runs.states import ALLOWED, RunState, claim_refusal, decide_transition
 
 S = RunState
 
@@ -25,6 +25,7 @@ def test_codes_are_the_originals() -> None:
         (S.RUNNING, S.COMPLETED),
         (S.RUNNING, S.FAILED),
         (S.RUNNING, S.CANCELLED),
+        (S.RUNNING, S.NOT_STARTED),
     ],
 )
 def test_allowed_transitions_apply(current: RunState, requested: RunState) -> None:
@@ -47,9 +48,16 @@ def test_everything_else_is_refused_naming_the_current_state() -> None:
             assert not decision.apply
             assert decision.refusal is not None and current.value in decision.refusal
             refused += 1
-    assert refused == 36 - 6 - 7
+    assert refused == 36 - 6 - 8
     for final in (S.COMPLETED, S.FAILED, S.CANCELLED):
         assert final.is_final and not ALLOWED[final]
+
+
+def test_claims_keep_one_execution_per_run() -> None:
+    assert claim_refusal(S.RUNNING, "a" * 32, "b" * 32) is not None
+    assert claim_refusal(S.RUNNING, "a" * 32, "a" * 32) is None
+    assert claim_refusal(S.RUNNING, "a" * 32, None) is None  # the original's workers send none
+    assert claim_refusal(S.NOT_STARTED, "a" * 32, "b" * 32) is None  # a new attempt
 
 
 def test_append_is_idempotent_by_offset() -> None:

@@ -11,12 +11,22 @@ class QueueUnavailable(Exception):
     """The queue cannot take or abort jobs now (Redis down); the message says why."""
 
 
-class RunQueue(Protocol):
-    async def enqueue(self, pipeline_uuid: str, run_uuid: str) -> None:
-        """Hand the run to a worker; enqueueing a run twice is harmless."""
+def job_id(run_uuid: str, attempt: int) -> str:
+    """One job per start of a run: the run uuid, then `<uuid>-<n>` for a retry."""
+    return run_uuid if attempt == 0 else f"{run_uuid}-{attempt}"
 
-    async def abort(self, run_uuid: str) -> None:
+
+class RunQueue(Protocol):
+    async def enqueue(self, pipeline_uuid: str, run_uuid: str, attempt: int) -> None:
+        """Hand the run to a worker (its ``attempt``-th start so far); enqueueing the same
+        attempt twice is harmless."""
+
+    async def abort(self, run_uuid: str, attempt: int) -> None:
         """Stop the run's job: before it starts, or by cancelling it while it runs."""
+
+    async def hold_lock(self, name: str, seconds: float) -> bool:
+        """Whether this process holds ``name`` for the next ``seconds`` (one reconciler
+        among API replicas)."""
 
     async def check(self) -> None:
         """Raise QueueUnavailable when the queue cannot be reached (readiness)."""

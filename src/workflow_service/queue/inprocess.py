@@ -19,7 +19,7 @@ class InProcessQueue:
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    async def enqueue(self, pipeline_uuid: str, run_uuid: str) -> None:
+    async def enqueue(self, pipeline_uuid: str, run_uuid: str, attempt: int) -> None:
         if run_uuid in self._tasks:
             return
         task = asyncio.create_task(self._run(pipeline_uuid, run_uuid), name=f"run-{run_uuid}")
@@ -35,13 +35,16 @@ class InProcessQueue:
             except Exception:
                 logger.exception("run %s: job failed", run_uuid)
 
-    async def abort(self, run_uuid: str) -> None:
+    async def abort(self, run_uuid: str, attempt: int) -> None:
         task = self._tasks.get(run_uuid)
         if task is not None:
             task.cancel()
 
     async def check(self) -> None:
         return None
+
+    async def hold_lock(self, name: str, seconds: float) -> bool:
+        return True  # one process: nobody to share with
 
     async def close(self) -> None:
         tasks = list(self._tasks.values())

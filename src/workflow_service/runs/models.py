@@ -45,6 +45,7 @@ class PipelineRun(TimestampedMixin, Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    worker_claim: Mapped[str | None] = mapped_column(String(32), default=None)
     std_out: Mapped[str] = mapped_column(Text, default="")
     std_err: Mapped[str] = mapped_column(Text, default="")
     std_out_size: Mapped[int] = mapped_column(BigInteger, default=0)

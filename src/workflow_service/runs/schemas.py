@@ -188,6 +188,15 @@ class StateUpdate(BaseModel):
     state: RunState
     exit_code: int | None = Field(default=None, ge=-255, le=255)
     failure_reason: Annotated[Text, StringConstraints(max_length=2000)] | None = None
+    claim: Annotated[
+        HexUuid | None,
+        Field(
+            description=(
+                "The worker's token for this execution: set with RUNNING, then a report "
+                "from another execution of the same run is refused (400)."
+            )
+        ),
+    ] = None
 
 
 class ArtifactRegistration(BaseModel):
@@ -227,6 +236,8 @@ class Job(BaseModel):
     files: list[JobFile]
     inputs: list[JobInput]
     artifact_prefix: str
+    std_out_size: int = Field(description="Console received so far: a retry appends after it.")
+    std_err_size: int
     docker_image_url: str | None
     repository_ssh_url: str | None
     repository_branch: str | None

@@ -39,7 +39,7 @@ from workflow_service.runs.schemas import (
     StateUpdate,
     UrlInput,
 )
-from workflow_service.runs.states import RunState, can_cancel, decide_transition
+from workflow_service.runs.states import RunState, can_cancel, claim_refusal, decide_transition
 from workflow_service.runtime import Runtime
 from workflow_service.storage import ObjectTooLarge, StorageError
 from workflow_service.uploads import Upload
@@ -195,7 +195,7 @@ async def create_run(
 
 async def enqueue(runtime: Runtime, pipeline: Pipeline, run: PipelineRun) -> None:
     try:
-        await runtime.queue.enqueue(pipeline.uuid, run.uuid)
+        await runtime.queue.enqueue(pipeline.uuid, run.uuid, run.attempt)
     except QueueUnavailable as exc:
         logger.warning("%s; the reconciler will enqueue it later", exc)
 
@@ -237,7 +237,13 @@ def _transition_values(run: PipelineRun, update: StateUpdate) -> dict[str, Any]:
     now = utcnow()
     values: dict[str, Any] = {"state": update.state.value}
     if update.state is RunState.RUNNING:
-        values |= {"started_at": now, "heartbeat_at": now, "attempt": run.attempt + 1}
+        values |= {
+            "started_at": now,
+            "heartbeat_at": now,
+            "attempt": run.attempt + 1,
+            "worker_claim": update.claim,
+            "progress": None,
+        }
     if update.state.is_final:
         values["completed_at"] = now
         values["exit_code"] = update.exit_code
@@ -257,6 +263,9 @@ async def change_state(
     """Apply a state change decided by the state machine; the same state again is a no-op."""
     pipeline_id, run_uuid = pipeline.id, run.uuid  # a rollback expires the objects
     for _ in range(CAS_ATTEMPTS):
+        stale = claim_refusal(RunState(run.state), run.worker_claim, update.claim)
+        if stale:
+            raise BadRequest(stale, {"claim": [stale]})
         decision = decide_transition(RunState(run.state), update.state)
         if decision.refusal:
             raise BadRequest(decision.refusal, {"state": [f"the run is {run.state}"]})
@@ -317,7 +326,7 @@ async def cancel_run(
     run = await change_state(session, runtime, pipeline, run, StateUpdate(state=RunState.CANCELLED))
     if was is not RunState.QUEUED:
         try:
-            await runtime.queue.abort(run.uuid)
+            await runtime.queue.abort(run.uuid, run.attempt)
         except QueueUnavailable as exc:
             logger.warning("%s; the worker will see the run is cancelled", exc)
     return run
@@ -532,6 +541,8 @@ async def job_of(
         files=[JobFile(name=item.name, key=item.key) for item in files],
         inputs=[JobInput(name=item.name, url=item.url, key=item.key) for item in run.inputs],
         artifact_prefix=artifact_prefix(pipeline, run),
+        std_out_size=run.std_out_size,
+        std_err_size=run.std_err_size,
         docker_image_url=pipeline.docker_image_url,
         repository_ssh_url=pipeline.repository_ssh_url,
         repository_branch=pipeline.repository_branch,

@@ -2,7 +2,8 @@
 
 ```
 QUEUED ──> NOT_STARTED ──> RUNNING ──> COMPLETED | FAILED | CANCELLED
-  └────────────┴──> CANCELLED
+  └────────────┴──> CANCELLED ▲            │
+                   NOT_STARTED ◄───────────┘ (handed back: worker stopped or lost)
 ```
 """
 
@@ -37,7 +38,9 @@ FINAL_STATES = frozenset({RunState.FAILED, RunState.COMPLETED, RunState.CANCELLE
 ALLOWED: dict[RunState, frozenset[RunState]] = {
     RunState.QUEUED: frozenset({RunState.NOT_STARTED, RunState.CANCELLED}),
     RunState.NOT_STARTED: frozenset({RunState.RUNNING, RunState.CANCELLED}),
-    RunState.RUNNING: frozenset({RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED}),
+    RunState.RUNNING: frozenset(
+        {RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED, RunState.NOT_STARTED}
+    ),
     RunState.FAILED: frozenset(),
     RunState.COMPLETED: frozenset(),
     RunState.CANCELLED: frozenset(),
@@ -63,6 +66,14 @@ def decide_transition(current: RunState, requested: RunState) -> Decision:
         refusal=f"Invalid state transition: {current.value} -> {requested.value} "
         f"(the run is {current.value})",
     )
+
+
+def claim_refusal(current: RunState, current_claim: str | None, claim: str | None) -> str | None:
+    """A worker names its claim on a run; while the run is RUNNING under another claim
+    (another worker took it over, or the same job was delivered twice), it is refused."""
+    if current is RunState.RUNNING and claim and current_claim and claim != current_claim:
+        return "the run is being executed by another worker (its claim differs)"
+    return None
 
 
 def can_cancel(current: RunState) -> bool:

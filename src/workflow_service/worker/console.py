@@ -20,14 +20,20 @@ STREAMS = ("std_out", "std_err")
 
 class ConsoleReporter:
     def __init__(
-        self, api: WorkerApi, pipeline_uuid: str, run_uuid: str, heartbeat_seconds: float
+        self,
+        api: WorkerApi,
+        pipeline_uuid: str,
+        run_uuid: str,
+        heartbeat_seconds: float,
+        offsets: tuple[int, int] = (0, 0),
     ) -> None:
         self._api = api
         self._pipeline_uuid = pipeline_uuid
         self._run_uuid = run_uuid
         self._heartbeat_seconds = heartbeat_seconds
         self._pending = {name: "" for name in STREAMS}
-        self._sent = {name: 0 for name in STREAMS}
+        # An earlier attempt's console stays: this one appends after it.
+        self._sent = dict(zip(STREAMS, offsets, strict=True))
         self._progress: int | None = None
         self._progress_sent: int | None = None
         self._last_report = 0.0

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import stamina
 
 from workflow_service.db import new_uuid
 from workflow_service.engine import EXIT_MEANINGS, PROGRESS_RE
@@ -30,17 +31,27 @@ from workflow_service.pipelines.models import PipelineKind
 from workflow_service.runs.schemas import ArtifactRegistration, Job, StateUpdate
 from workflow_service.runs.states import RunState
 from workflow_service.settings import Settings
-from workflow_service.storage import Storage
-from workflow_service.worker import script
+from workflow_service.storage import Storage, StorageError, StorageUnavailable
+from workflow_service.worker import sandbox, script
 from workflow_service.worker.api import ApiRefused, WorkerApi
 from workflow_service.worker.console import ConsoleReporter
 from workflow_service.worker.failures import RunFailed
-from workflow_service.worker.process import Limits, clean_environment, run_supervised
+from workflow_service.worker.process import Limits, Watch, clean_environment, run_supervised
 from workflow_service.worker.script import ScriptJob, remove_container
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_LINE = re.compile(PROGRESS_RE)
+UPLOAD_ATTEMPTS = 5
+UPLOAD_RETRY_SECONDS = 60.0
+
+
+def folder_size(folder: Path) -> int:
+    return sum(
+        path.lstat().st_size
+        for path in folder.rglob("*")
+        if path.is_file() and not path.is_symlink()
+    )
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,19 @@ def describe_exit(returncode: int) -> str:
     return f"the engine exited with code {returncode}" + (f" ({meaning})" if meaning else "")
 
 
+def confine(
+    settings: Settings, argv: list[str], workdir: Path, cwd: Path | None = None
+) -> list[str]:
+    """``argv`` inside the run sandbox when RUN_SANDBOX and the host give one
+    (docs/sandbox.md); RunFailed when RUN_SANDBOX=bwrap and bwrap does not work."""
+    try:
+        if not sandbox.active(settings):
+            return argv
+        return sandbox.wrap(argv, workdir, cwd=cwd)
+    except sandbox.SandboxUnavailable as exc:
+        raise RunFailed(f"sandbox unavailable: {exc}") from exc
+
+
 class RunExecutor:
     def __init__(
         self, settings: Settings, api: WorkerApi, storage: Storage, fetcher: httpx.AsyncClient
@@ -96,14 +120,20 @@ class RunExecutor:
         self.api = api
         self.storage = storage
         self.fetcher = fetcher
+        # At start-up (the embedded API's and the arq worker's): logs the sandbox state,
+        # and RUN_SANDBOX=bwrap without a working bwrap stops the start.
+        sandbox.check_at_startup(settings)
 
     async def execute(self, pipeline_uuid: str, run_uuid: str) -> None:
         job = await self.api.job(pipeline_uuid, run_uuid)
         if job.state is not RunState.NOT_STARTED:
             logger.info("run %s is %s: nothing to do", run_uuid, job.state.value)
             return
+        claim = new_uuid()
         try:
-            await self.api.set_state(pipeline_uuid, run_uuid, StateUpdate(state=RunState.RUNNING))
+            await self.api.set_state(
+                pipeline_uuid, run_uuid, StateUpdate(state=RunState.RUNNING, claim=claim)
+            )
         except ApiRefused as exc:
             logger.info("run %s not started: %s", run_uuid, exc.message)
             return
@@ -111,20 +141,30 @@ class RunExecutor:
             tempfile.mkdtemp(prefix=f"run-{run_uuid[:12]}-", dir=self.settings.run_work_dir)
         )
         reporter = ConsoleReporter(
-            self.api, pipeline_uuid, run_uuid, self.settings.heartbeat_seconds
+            self.api,
+            pipeline_uuid,
+            run_uuid,
+            self.settings.heartbeat_seconds,
+            offsets=(job.std_out_size, job.std_err_size),
         )
         reporter.start()
         try:
             final = await self._run(job, workdir, reporter)
         except asyncio.CancelledError:
-            await asyncio.shield(self._finish(job, reporter, StateUpdate(state=RunState.CANCELLED)))
+            # Aborted by a cancel (the run is CANCELLED already), or the worker is shutting
+            # down: then the run is handed back (NOT_STARTED) for another worker.
+            await asyncio.shield(self._stop(job, reporter, claim))
             raise
         except Exception as exc:
             logger.exception("run %s failed in the worker", run_uuid)
             final = StateUpdate(state=RunState.FAILED, failure_reason=f"worker error: {exc}"[:2000])
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
-        await self._finish(job, reporter, final)
+        await self._finish(job, reporter, final.model_copy(update={"claim": claim}))
+
+    async def _stop(self, job: Job, reporter: ConsoleReporter, claim: str) -> None:
+        reporter.write("std_err", "[worker] execution stopped\n")
+        await self._finish(job, reporter, StateUpdate(state=RunState.NOT_STARTED, claim=claim))
 
     async def _finish(self, job: Job, reporter: ConsoleReporter, final: StateUpdate) -> None:
         await reporter.close()
@@ -166,11 +206,22 @@ class RunExecutor:
                 ),
                 on_stdout=lambda line: reporter.write("std_out", line),
                 on_stderr=on_stderr,
+                watch=self._output_watch(workdir),
             )
         finally:
             if plan.container is not None:
                 await asyncio.shield(remove_container(*plan.container))
-        await self._upload_artifacts(job, plan.outputs())
+        if outcome.stopped is not None:
+            reporter.write("std_err", outcome.stopped + "\n")
+            return StateUpdate(
+                state=RunState.FAILED, exit_code=outcome.returncode, failure_reason=outcome.stopped
+            )
+        try:
+            await self._upload_artifacts(job, plan.outputs())
+        except StorageError as exc:
+            reason = f"artifact upload failed: {exc}"[:2000]
+            reporter.write("std_err", reason + "\n")
+            return StateUpdate(state=RunState.FAILED, failure_reason=reason)
         if outcome.timed_out:
             reason = (
                 f"timeout: the run exceeded its limit of {job.timeout_seconds} s and was killed"
@@ -199,6 +250,7 @@ class RunExecutor:
         for name, value in job.defines.items():
             argv += ["-D", f"{name}={value}"]
         argv.append(model)
+        argv = confine(self.settings, argv, workdir)
 
         def outputs() -> list[tuple[str, Path]]:
             names = Snapshot.of(workdir).changed_since(before)
@@ -229,8 +281,10 @@ class RunExecutor:
             ),
             timeout=max(deadline - time.monotonic(), 0.1),
         )
+        # A container is the script's sandbox; on the host, bwrap is.
+        argv = plan.argv if runtime else confine(self.settings, plan.argv, workdir, plan.cwd)
         return Plan(
-            plan.argv,
+            argv,
             plan.cwd,
             plan.env,
             lambda: script.outputs_of(plan.outputs),
@@ -267,11 +321,35 @@ class RunExecutor:
             )
         return models[0]
 
+    def _output_watch(self, workdir: Path) -> Watch:
+        limit = self.settings.run_max_output_bytes
+
+        async def over_limit() -> str | None:
+            size = await asyncio.to_thread(folder_size, workdir)
+            if size <= limit:
+                return None
+            return (
+                f"output limit: the run's working folder reached {size} bytes, over "
+                f"RUN_MAX_OUTPUT_BYTES ({limit}); the run was stopped"
+            )
+
+        return over_limit
+
     async def _upload_artifacts(self, job: Job, files: list[tuple[str, Path]]) -> None:
+        """Each object is stored (retried while storage is unreachable) before it is
+        registered: no artifact without its object."""
         for name, path in files:
             content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
             key = f"{job.artifact_prefix}{new_uuid()}-{name}"
-            saved = await self.storage.put_file(key, path, content_type)
+            async for attempt in stamina.retry_context(
+                on=StorageUnavailable,
+                attempts=UPLOAD_ATTEMPTS,
+                timeout=UPLOAD_RETRY_SECONDS,
+                wait_initial=0.5,
+                wait_max=5.0,
+            ):
+                with attempt:
+                    saved = await self.storage.put_file(key, path, content_type)
             await self.api.register_artifact(
                 job.pipeline_uuid,
                 job.run_uuid,

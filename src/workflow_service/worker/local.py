@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TextIO
 
 from workflow_service.settings import Settings
-from workflow_service.worker import script
-from workflow_service.worker.executor import engine_command
+from workflow_service.worker import sandbox, script
+from workflow_service.worker.executor import confine, engine_command
 from workflow_service.worker.failures import RunFailed
 from workflow_service.worker.process import Limits, run_supervised
 
@@ -54,12 +54,20 @@ async def run_script_locally(
                 ),
                 timeout=settings.run_timeout_seconds,
             )
+            # As a worker runs it: in the container, else in the sandbox when there is one.
+            argv = (
+                plan.argv
+                if settings.container_runtime
+                else confine(settings, plan.argv, workdir, plan.cwd)
+            )
         except RunFailed as failure:
             sys.stderr.write(failure.reason + "\n")
             return 1
         try:
+            if argv is plan.argv and not settings.container_runtime:
+                sys.stderr.write(f"warning: run sandbox {sandbox.describe(settings)}\n")
             outcome = await run_supervised(
-                plan.argv,
+                argv,
                 cwd=plan.cwd,
                 env=plan.env,
                 timeout=max(deadline - time.monotonic(), 0.1),

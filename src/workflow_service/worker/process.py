@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import ctypes
 import os
 import resource
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 GRACE_SECONDS = 5.0
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
 READ_BYTES = 64 * 1024
 
 
@@ -33,10 +36,18 @@ class Limits:
 class Outcome:
     returncode: int
     timed_out: bool
+    stopped: str | None = None
+    """Why ``watch`` stopped the process, if it did."""
+
+
+Watch = Callable[[], Awaitable[str | None]]
+WATCH_SECONDS = 1.0
 
 
 def _limit_child(limits: Limits) -> Callable[[], None]:
     def apply() -> None:
+        # Die with the worker: a worker killed with SIGKILL leaves no engine running on.
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if limits.cpu_seconds is not None:
             resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
@@ -89,8 +100,13 @@ async def run_supervised(
     limits: Limits,
     on_stdout: Callable[[str], None],
     on_stderr: Callable[[str], None],
+    watch: Watch | None = None,
 ) -> Outcome:
-    """Run ``argv`` to its end or its timeout; cancelling the caller kills it too."""
+    """Run ``argv`` to its end or its timeout; cancelling the caller kills it too.
+
+    ``watch`` is asked every second; a reason it returns stops the process (for
+    instance: its output grew past the limit).
+    """
     process = await asyncio.create_subprocess_exec(
         *argv,
         cwd=cwd,
@@ -104,9 +120,10 @@ async def run_supervised(
     assert process.stdout is not None and process.stderr is not None
     pumps = asyncio.gather(_pump(process.stdout, on_stdout), _pump(process.stderr, on_stderr))
     timed_out = False
+    stopped_reasons: list[str] = []
     try:
         try:
-            await asyncio.wait_for(process.wait(), timeout)
+            await asyncio.wait_for(_wait_watching(process, watch, stopped_reasons), timeout)
         except TimeoutError:
             timed_out = True
             await _stop(process)
@@ -120,7 +137,27 @@ async def run_supervised(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pumps
     assert process.returncode is not None
-    return Outcome(returncode=process.returncode, timed_out=timed_out)
+    stopped = stopped_reasons[0] if stopped_reasons else None
+    return Outcome(returncode=process.returncode, timed_out=timed_out, stopped=stopped)
+
+
+async def _wait_watching(
+    process: asyncio.subprocess.Process, watch: Watch | None, reasons: list[str]
+) -> None:
+    """Wait for the process; every WATCH_SECONDS ask ``watch``, and stop it on a reason."""
+    if watch is None:
+        await process.wait()
+        return
+    while True:
+        try:
+            await asyncio.wait_for(asyncio.shield(process.wait()), WATCH_SECONDS)
+            return
+        except TimeoutError:
+            reason = await watch()
+        if reason is not None:
+            reasons.append(reason)
+            await _stop(process)
+            return
 
 
 async def _stop(process: asyncio.subprocess.Process) -> None:

@@ -152,3 +152,13 @@ async def workflow_run_of(session: AsyncSession, pipeline_run_id: int) -> int | 
             WorkflowPipelineRun.pipeline_run_id == pipeline_run_id
         )
     )
+
+
+async def unfinished_workflow_runs(session: AsyncSession, limit: int) -> list[int]:
+    query = (
+        select(WorkflowRun.id)
+        .where(WorkflowRun.state.in_(["NOT_STARTED", "RUNNING"]))
+        .order_by(WorkflowRun.id)
+        .limit(limit)
+    )
+    return list((await session.scalars(query)).all())
