@@ -87,6 +87,19 @@ class Service:
     client: httpx.AsyncClient
     worker: httpx.AsyncClient
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    app: Any = None
+    port: int = 0
+    serving: tuple[uvicorn.Server, asyncio.Task[None]] | None = None
+
+    async def stop_api(self) -> None:
+        assert self.serving is not None
+        server, task = self.serving
+        server.should_exit = True
+        await task
+        self.serving = None
+
+    async def start_api(self) -> None:
+        self.serving = await _serve(self.app, self.port)
 
     async def pipeline(self, **body: Any) -> dict[str, Any]:
         response = await self.client.post("/v1/pipelines", json={"name": "test", **body})
@@ -200,6 +213,8 @@ async def start_service(
     settings: Settings,
     tmp_path: Path,
     s3_endpoint: str | None = None,
+    workers: int = 1,
+    port: int | None = None,
 ) -> AsyncIterator[Service]:
     database = db.create_database(settings)
     async with database.sessions() as session:
@@ -211,23 +226,29 @@ async def start_service(
         worker=made[Permission.PIPELINES_WORKER],
         admin=made[Permission.ADMIN],
     )
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    server, task = await _serve(create_app(settings, database), port)
+    app = create_app(settings, database)
+    server, task = await _serve(app, port)
     processes: list[subprocess.Popen[bytes]] = []
     if mode == "distributed":
-        processes.append(start_worker(settings, url, keys.worker, tmp_path, s3_endpoint))
+        processes.extend(
+            start_worker(settings, url, keys.worker, tmp_path, s3_endpoint) for _ in range(workers)
+        )
     client = httpx.AsyncClient(base_url=url, headers={"Workflow-API-Key": keys.client}, timeout=30)
     worker = httpx.AsyncClient(base_url=url, headers={"Workflow-API-Key": keys.worker}, timeout=30)
+    service = Service(
+        mode, url, settings, database, keys, client, worker, processes, app, port, (server, task)
+    )
     try:
-        yield Service(mode, url, settings, database, keys, client, worker, processes)
+        yield service
     finally:
         await client.aclose()
         await worker.aclose()
         for process in processes:
             stop_process(process)
-        server.should_exit = True
-        await task
+        if service.serving is not None:
+            await service.stop_api()
         await database.dispose()
 
 
@@ -246,7 +267,10 @@ def worker_environment(
         "HEARTBEAT_SECONDS": str(settings.heartbeat_seconds),
         "WORKER_CONCURRENCY": str(settings.worker_concurrency),
         "RUN_WORK_DIR": str(settings.run_work_dir),
-        "LOG_LEVEL": "info",
+        "LOG_LEVEL": os.environ.get("TEST_WORKER_LOG_LEVEL", "info"),
+        "HEARTBEAT_TIMEOUT_SECONDS": str(settings.heartbeat_timeout_seconds),
+        "STORAGE_RETRY_SECONDS": str(settings.storage_retry_seconds),
+        "RUN_MAX_OUTPUT_BYTES": str(settings.run_max_output_bytes),
     }
     if settings.container_runtime:
         env["CONTAINER_RUNTIME"] = settings.container_runtime

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
+import pytest
 from sqlalchemy import select, text
 
 from tests.harness import Keys
@@ -106,3 +109,21 @@ async def test_bad_application_requests(anonymous: httpx.AsyncClient, keys: Keys
         assert response.status_code == 400, body
     unknown = await anonymous.delete("/v1/applications/" + "a" * 32, headers=admin)
     assert unknown.status_code == 404
+
+
+async def test_keys_never_appear_in_logs(
+    anonymous: httpx.AsyncClient, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await anonymous.get("/v1/pipelines", headers={"Workflow-API-Key": keys.client})
+    await anonymous.get("/v1/pipelines", headers={"Authorization": f"Bearer {keys.worker}"})
+    await anonymous.get("/v1/pipelines", headers={"Workflow-API-Key": keys.client + "typo"})
+    created = await anonymous.post(
+        "/v1/applications",
+        json={"name": "logged?", "permissions": ["PIPELINES_CLIENT"]},
+        headers={"Workflow-API-Key": keys.admin},
+    )
+    new_key = created.json()["api_key"]
+    assert caplog.records, "nothing was logged: the check would prove nothing"
+    for key in (keys.client, keys.worker, keys.admin, new_key):
+        assert key not in caplog.text

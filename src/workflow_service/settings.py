@@ -155,6 +155,14 @@ class Settings(BaseSettings):
             description="A RUNNING run silent this long has lost its worker: retried or FAILED.",
         ),
     ] = 60.0
+    storage_retry_seconds: Annotated[
+        float,
+        Field(
+            validation_alias="STORAGE_RETRY_SECONDS",
+            gt=0,
+            description="How long a worker retries an artifact upload while storage is down.",
+        ),
+    ] = 60.0
     run_max_attempts: Annotated[int, Field(validation_alias="RUN_MAX_ATTEMPTS", ge=1, le=10)] = 2
     reconcile_seconds: Annotated[
         float, Field(validation_alias="RECONCILE_SECONDS", gt=0, le=600)

@@ -160,3 +160,16 @@ async def test_multipart_with_url_inputs_and_defines(service: Service, recorder:
     assert done["state"] == "COMPLETED"
     first = data_rows(await service.download(done["artifacts"][0]))[0]
     assert first.startswith("2020-01-01 00:00:00 PST,+2383.83-0.406159d,")
+
+
+@pytest.mark.parametrize("mode_settings", [{"callback_url_allow_private": False}], indirect=True)
+async def test_callbacks_to_private_addresses_are_refused(
+    service: Service, recorder: Recorder
+) -> None:
+    pipeline = await service.pipeline(kind="gridlabd", name="tiny")
+    await service.add_files(pipeline["uuid"], [MODELS / "tiny" / "tiny.glm"])
+    run = await service.start(pipeline["uuid"], json={"callback_url": f"{recorder.url}/hook"})
+    done = await service.wait(pipeline["uuid"], run["uuid"])
+    assert done["state"] == "COMPLETED"
+    await asyncio.sleep(1)
+    assert recorder.posts == []  # the guard refused 127.0.0.1 before connecting

@@ -438,7 +438,11 @@ async def register_artifact(
     ),
     response_class=Response,
     responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "The file"},
+        200: {
+            # The artifact's own content type (text/csv, image/png...), as it was uploaded.
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "The file, with the content type it was uploaded with",
+        },
         307: {"description": "Redirect to a presigned URL"},
         **error_responses(401, 403, 404),
     },

@@ -42,8 +42,7 @@ from workflow_service.worker.script import ScriptJob, remove_container
 logger = logging.getLogger(__name__)
 
 PROGRESS_LINE = re.compile(PROGRESS_RE)
-UPLOAD_ATTEMPTS = 5
-UPLOAD_RETRY_SECONDS = 60.0
+UPLOAD_ATTEMPTS = 10
 
 
 def folder_size(folder: Path) -> int:
@@ -242,7 +241,10 @@ class RunExecutor:
         """Pipeline files, then inputs (an input wins over a file of the same name), then
         the engine on the model; the artifacts are the files it created or changed."""
         for item in job.files:
-            await self.storage.download_to(item.key, workdir / item.name)
+            try:
+                await self.storage.download_to(item.key, workdir / item.name)
+            except StorageError as exc:
+                raise RunFailed(f"pipeline file {item.name}: {exc}") from exc
         await self._download_inputs(job, workdir)
         model = self._model(job, workdir)
         before = Snapshot.of(workdir)
@@ -344,7 +346,7 @@ class RunExecutor:
             async for attempt in stamina.retry_context(
                 on=StorageUnavailable,
                 attempts=UPLOAD_ATTEMPTS,
-                timeout=UPLOAD_RETRY_SECONDS,
+                timeout=self.settings.storage_retry_seconds,
                 wait_initial=0.5,
                 wait_max=5.0,
             ):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
@@ -136,11 +137,15 @@ def wrap(
     ]
 
 
-@functools.cache
 def probe_result(work_dir: Path | None = None, bwrap: str | None = None) -> ProbeResult:
     """Run ``bwrap <flags> true`` in a scratch folder under ``work_dir`` (where runs get
-    theirs); cached per process."""
-    found = bwrap or executable()
+    theirs), with the bwrap on PATH unless ``bwrap`` names one; cached per process for
+    each bwrap and folder."""
+    return _probe(bwrap or executable(), work_dir)
+
+
+@functools.cache
+def _probe(found: str | None, work_dir: Path | None) -> ProbeResult:
     if found is None:
         return ProbeResult(False, "bwrap is not installed (no `bwrap` on PATH)")
     scratch = work_dir if work_dir is not None and work_dir.is_dir() else None
@@ -149,6 +154,7 @@ def probe_result(work_dir: Path | None = None, bwrap: str | None = None) -> Prob
             done = subprocess.run(  # noqa: S603 - our own fixed command line
                 wrap(["true"], Path(folder), bwrap=found),
                 cwd=folder,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,

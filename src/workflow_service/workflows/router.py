@@ -207,7 +207,11 @@ async def create_workflow_run(
     return await present_run(runtime, workflow_run, str(request.base_url))
 
 
-@router.get("/{workflow_uuid}/runs", summary="List a workflow's runs", responses=PAGED_LIST)
+@router.get(
+    "/{workflow_uuid}/runs",
+    summary="List a workflow's runs",
+    responses={**PAGED_LIST, **NOT_FOUND},
+)
 async def list_workflow_runs(
     workflow_uuid: UuidPath,
     session: SessionDep,
