@@ -137,6 +137,8 @@ def recorder_to(path: str) -> str:
 def test_wrap_builds_the_bwrap_command_line(tmp_path: Path) -> None:
     workdir = tmp_path / "run"
     env = shutil.which("env")
+    # Only when this checkout lives under /tmp: the interpreter, venv and code again.
+    runtime = [x for path in sandbox.runtime_paths_in_tmp() for x in ("--ro-bind", path, path)]
     assert sandbox.wrap(["gridlabd", "model.glm"], workdir, bwrap="/usr/bin/bwrap") == [
         env,
         "--ignore-signal=TERM",
@@ -150,6 +152,7 @@ def test_wrap_builds_the_bwrap_command_line(tmp_path: Path) -> None:
         "/proc",
         "--tmpfs",
         "/tmp",
+        *map(str, runtime),
         "--bind",
         str(workdir),
         str(workdir),
@@ -184,6 +187,21 @@ def test_wrap_binds_after_the_tmpfs_starts_in_cwd_and_resolves_paths(
     assert argv[argv.index("--chdir") + 1] == str(tmp_path / "run" / "repository")
     assert argv[-2:] == ["sh", "openfido.sh"]
     assert "--new-session" not in argv  # see bwrap_arguments: it would break SIGTERM
+
+
+def test_runtime_under_tmp_is_mounted_again_over_the_tmpfs(tmp_path: Path) -> None:
+    argv = sandbox.bwrap_arguments(
+        "/usr/bin/bwrap", tmp_path / "run", readable=[Path("/tmp/checkout/.venv")]
+    )
+    after_tmpfs = argv[argv.index("--tmpfs") + 2 :]
+    assert after_tmpfs[:6] == [
+        "--ro-bind",
+        "/tmp/checkout/.venv",
+        "/tmp/checkout/.venv",
+        "--bind",
+        str(tmp_path / "run"),
+        str(tmp_path / "run"),
+    ]
 
 
 def test_wrap_without_bwrap_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

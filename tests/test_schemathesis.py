@@ -406,7 +406,13 @@ def test_every_operation_answers_as_documented(target: Target) -> None:
         @FUZZ_SETTINGS
         @hypothesis.given(case=target.cases(operation))
         def fuzz(case: schemathesis.Case) -> None:
-            case.call_and_validate(checks=CHECKS, **target.call_kwargs(case))
+            try:
+                case.call_and_validate(checks=CHECKS, **target.call_kwargs(case))
+            except FailureGroup:
+                raise
+            except Exception as exc:  # raised by the app itself: a 500 (traceback in the log)
+                curl = case.as_curl_command()
+                raise AssertionError(f"{type(exc).__name__}: {exc}\n\n{curl}") from exc
 
         try:
             fuzz()

@@ -18,6 +18,8 @@ from workflow_service.errors import BadRequest
 
 MAX_PAGE_SIZE = 1000
 NEXT_CURSOR_HEADER = "X-Next-Cursor"
+MAX_CURSOR_ID = 2**31 - 1
+"""Row ids are INTEGER: a larger cursor was not issued here, and would fail the query."""
 
 
 def encode_cursor(last_id: int) -> str:
@@ -28,9 +30,12 @@ def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         version, _, value = raw.partition(":")
-        if version != "v1" or not value.isdigit():
+        if version != "v1" or not value.isascii() or not value.isdigit():
             raise ValueError(raw)
-        return int(value)
+        last_id = int(value)
+        if last_id > MAX_CURSOR_ID:
+            raise ValueError(raw)
+        return last_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise BadRequest("Invalid cursor", {"cursor": ["not a cursor this API issued"]}) from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated
 
 from fastapi import Path
@@ -36,9 +37,16 @@ def is_hex_uuid(value: str) -> bool:
     return _UUID.fullmatch(value) is not None
 
 
+def _has_lone_surrogate(value: str) -> bool:
+    """JSON's ``"\\ud800"`` decodes to a str that no database (nor UTF-8) can store."""
+    return any("\ud800" <= char <= "\udfff" for char in value)
+
+
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    if _has_lone_surrogate(value):
+        raise ValueError("must be valid Unicode (no lone surrogates)")
     return value
 
 
@@ -47,8 +55,11 @@ def _plain_file_name(value: str) -> str:
         raise ValueError("must be a plain file name, without / or \\")
     if ".." in value:
         raise ValueError("must not contain '..'")
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+    # Cc: C0, DEL and C1 (U+0080-U+009F), which storage refuses in a key.
+    if any(unicodedata.category(char) == "Cc" for char in value):
         raise ValueError("must not contain NUL or control characters")
+    if _has_lone_surrogate(value):
+        raise ValueError("must be valid Unicode (no lone surrogates)")
     if value in {"", "."}:
         raise ValueError("must be a file name")
     if len(value.encode("utf-8", "surrogatepass")) > 255:
@@ -57,7 +68,7 @@ def _plain_file_name(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
-"""Any string kept in the database (PostgreSQL cannot store NUL)."""
+"""Any string kept in the database (PostgreSQL cannot store NUL, nor UTF-8 a lone surrogate)."""
 
 FileName = Annotated[
     str,

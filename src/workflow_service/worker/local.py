@@ -64,7 +64,11 @@ async def run_script_locally(
             sys.stderr.write(failure.reason + "\n")
             return 1
         try:
-            if argv is plan.argv and not settings.container_runtime:
+            if (
+                argv is plan.argv
+                and not settings.container_runtime
+                and settings.run_sandbox == "auto"
+            ):
                 sys.stderr.write(f"warning: run sandbox {sandbox.describe(settings)}\n")
             outcome = await run_supervised(
                 argv,

@@ -23,12 +23,14 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import workflow_service
 from workflow_service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -54,14 +56,34 @@ def executable() -> str | None:
     return shutil.which("bwrap")
 
 
+def runtime_paths_in_tmp() -> list[Path]:
+    """The interpreter, the venv and this package when they live under /tmp, which the
+    sandbox replaces with an empty tmpfs (a checkout in /tmp on a CI machine)."""
+    candidates = {
+        Path(sys.prefix),
+        Path(sys.base_prefix),
+        Path(sys.executable).resolve().parent,
+        Path(workflow_service.__file__).resolve().parent.parent,
+    }
+    tmp = Path("/tmp")  # noqa: S108 - the path the sandbox hides
+    inside = sorted(path for path in candidates if path.is_relative_to(tmp) and path != tmp)
+    return [path for path in inside if not any(path.is_relative_to(o) for o in inside if o != path)]
+
+
 def bwrap_arguments(
-    bwrap: str, workdir: Path, *, cwd: Path | None = None, writable: Sequence[Path] = ()
+    bwrap: str,
+    workdir: Path,
+    *,
+    cwd: Path | None = None,
+    writable: Sequence[Path] = (),
+    readable: Sequence[Path] = (),
 ) -> list[str]:
     """The bwrap command line up to (and including) ``--``.
 
     Order matters: ``--tmpfs /tmp`` comes before the binds of the working folder so a
     working folder under /tmp stays the real, writable one, not a path in the tmpfs.
-    The interpreter and the venv (``sys.prefix``) are under ``/``: readable.
+    The interpreter and the venv (``sys.prefix``) are under ``/``: readable; those under
+    /tmp are mounted again, read-only, over the tmpfs (``readable``).
 
     ``--unshare-ipc``: the engine keeps a process map in System V shared memory keyed
     on a file in /tmp; with a private /tmp and the host's IPC namespace every run left
@@ -88,6 +110,8 @@ def bwrap_arguments(
         "--tmpfs",
         "/tmp",  # noqa: S108 - the sandbox's own private /tmp
     ]
+    for folder in readable:
+        arguments += ["--ro-bind", str(folder), str(folder)]
     for folder in (workdir, *writable):
         arguments += ["--bind", str(folder), str(folder)]
     return [
@@ -125,7 +149,11 @@ def wrap(
     env = shutil.which("env") or "/usr/bin/env"
     folders = [Path(folder).resolve() for folder in writable or []]
     prefix = bwrap_arguments(
-        found, Path(workdir).resolve(), cwd=Path(cwd or workdir).resolve(), writable=folders
+        found,
+        Path(workdir).resolve(),
+        cwd=Path(cwd or workdir).resolve(),
+        writable=folders,
+        readable=runtime_paths_in_tmp(),
     )
     return [
         env,
