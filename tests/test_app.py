@@ -23,7 +23,7 @@ async def test_readyz_checks_the_database(anonymous: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert response.json() == {
         "status": "ready",
-        "checks": {"database": "ok", "queue": "ok", "storage": "ok"},
+        "checks": {"database": "ok", "queue": "ok", "storage": "ok", "sandbox": "ok"},
     }
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from workflow_service.db import Database
 from workflow_service.errors import error_body, error_responses
 from workflow_service.runtime import Runtime
+from workflow_service.worker import sandbox
 
 CHECK_TIMEOUT_SECONDS = 3.0
 
@@ -40,12 +41,14 @@ async def _check_database(database: Database) -> None:
         await connection.execute(text("SELECT 1"))
 
 
-async def _checks(request: Request) -> dict[str, Awaitable[None]]:
+async def _checks(request: Request) -> dict[str, Awaitable[str | None]]:
+    """Each check raises when not ready, else returns its state in words (None: "ok")."""
     runtime: Runtime = request.app.state.runtime
     return {
         "database": _check_database(request.app.state.database),
         "queue": runtime.queue.check(),
         "storage": runtime.storage.check(),
+        "sandbox": sandbox.readiness(runtime.settings),
     }
 
 
@@ -54,7 +57,8 @@ async def _checks(request: Request) -> dict[str, Awaitable[None]]:
     summary="Readiness",
     description=(
         "Checks that the database, the queue (Redis, when configured) and the storage "
-        "answer, each within 3 s. 503 names what failed. Needs no key."
+        "answer, each within 3 s, and reports whether runs are sandboxed (RUN_SANDBOX). "
+        "503 names what failed. Needs no key."
     ),
     response_model=Readiness,
     responses=error_responses(503),
@@ -72,4 +76,10 @@ async def readyz(request: Request) -> Readiness | JSONResponse:
     }
     if failed:
         return JSONResponse(error_body("Not ready", failed), status_code=503)
-    return Readiness(status="ready", checks=dict.fromkeys(checks, "ok"))
+    return Readiness(
+        status="ready",
+        checks={
+            name: result if isinstance(result, str) else "ok"
+            for name, result in zip(checks, results, strict=True)
+        },
+    )
