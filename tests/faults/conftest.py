@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.harness import free_port
+from tests.harness import Service, free_port, service_settings, start_service
 
 
 class RedisServer:
@@ -134,3 +137,54 @@ async def s3_proxy(s3_endpoint: str) -> AsyncIterator[TcpProxy]:
     yield proxy
     if proxy.server is not None:
         await proxy.cut()
+
+
+FAST_RECOVERY = {
+    "heartbeat_seconds": 0.5,
+    "heartbeat_timeout_seconds": 3.0,
+    "reconcile_seconds": 0.5,
+}
+
+
+@contextlib.asynccontextmanager
+async def distributed(
+    tmp_path: Path,
+    *,
+    database_url: str,
+    redis_url: str,
+    s3_endpoint: str,
+    workers: int = 2,
+    **overrides: Any,
+) -> AsyncIterator[Service]:
+    settings = service_settings(
+        "distributed",
+        database_url,
+        tmp_path,
+        redis_url=redis_url,
+        s3_endpoint_url=s3_endpoint,
+        s3_access_key_id="test",
+        s3_secret_access_key="test",
+        s3_bucket=f"test-{uuid.uuid4().hex[:12]}",
+        **(FAST_RECOVERY | overrides),
+    )
+    async with start_service(
+        "distributed", settings, tmp_path, s3_endpoint, workers=workers
+    ) as service:
+        yield service
+
+
+@pytest.fixture
+def faulty(
+    tmp_path: Path, clean_postgres: str, redis_server: RedisServer, s3_endpoint: str
+) -> Callable[..., contextlib.AbstractAsyncContextManager[Service]]:
+    """Starts the distributed service on a private Redis; keyword arguments override."""
+    return functools.partial(
+        distributed,
+        tmp_path,
+        database_url=clean_postgres,
+        redis_url=redis_server.url,
+        s3_endpoint=s3_endpoint,
+    )
+
+
+Faulty = Callable[..., contextlib.AbstractAsyncContextManager[Service]]

@@ -9,57 +9,20 @@ import contextlib
 import os
 import signal
 import time
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from arq import create_pool
 
-from tests.faults.conftest import RedisServer, TcpProxy
+from tests.faults.conftest import Faulty, RedisServer, TcpProxy, distributed
 from tests.harness import (
     MODELS,
     Service,
     engine_processes,
-    service_settings,
-    start_service,
     start_worker,
 )
 from workflow_service.queue.arq import JOB_NAME, redis_settings
 
 LONG = [MODELS / "long" / "long.glm", MODELS / "long" / "weather.csv"]
-FAST_RECOVERY = {
-    "heartbeat_seconds": 0.5,
-    "heartbeat_timeout_seconds": 3.0,
-    "reconcile_seconds": 0.5,
-}
-
-
-@contextlib.asynccontextmanager
-async def distributed(
-    tmp_path: Path,
-    *,
-    database_url: str,
-    redis_url: str,
-    s3_endpoint: str,
-    workers: int = 2,
-    **overrides: Any,
-) -> AsyncIterator[Service]:
-    settings = service_settings(
-        "distributed",
-        database_url,
-        tmp_path,
-        redis_url=redis_url,
-        s3_endpoint_url=s3_endpoint,
-        s3_access_key_id="test",
-        s3_secret_access_key="test",
-        s3_bucket=f"test-{uuid.uuid4().hex[:12]}",
-        **(FAST_RECOVERY | overrides),
-    )
-    async with start_service(
-        "distributed", settings, tmp_path, s3_endpoint, workers=workers
-    ) as service:
-        yield service
 
 
 async def long_pipeline(service: Service, stop: str = "2020-07-01 08:00:00 PDT") -> str:
@@ -90,12 +53,8 @@ async def worker_running(service: Service, run_uuid: str) -> int:
     raise AssertionError("no worker runs the engine of this run")
 
 
-async def test_killed_worker_run_is_retried_and_completes(
-    tmp_path: Path, clean_postgres: str, redis_server: RedisServer, s3_endpoint: str
-) -> None:
-    async with distributed(
-        tmp_path, database_url=clean_postgres, redis_url=redis_server.url, s3_endpoint=s3_endpoint
-    ) as service:
+async def test_killed_worker_run_is_retried_and_completes(faulty: Faulty) -> None:
+    async with faulty() as service:
         pipeline = await long_pipeline(service)
         run = await service.start(pipeline)
         victim = await worker_running(service, run["uuid"])
@@ -115,14 +74,8 @@ async def test_killed_worker_run_is_retried_and_completes(
         assert sorted(names) == ["long_substation.csv", "long_temp.csv"]
 
 
-async def test_worker_lost_after_the_last_attempt_fails_the_run(
-    tmp_path: Path, clean_postgres: str, redis_server: RedisServer, s3_endpoint: str
-) -> None:
-    async with distributed(
-        tmp_path,
-        database_url=clean_postgres,
-        redis_url=redis_server.url,
-        s3_endpoint=s3_endpoint,
+async def test_worker_lost_after_the_last_attempt_fails_the_run(faulty: Faulty) -> None:
+    async with faulty(
         workers=1,
         run_max_attempts=1,
     ) as service:
@@ -135,12 +88,8 @@ async def test_worker_lost_after_the_last_attempt_fails_the_run(
         assert done["failure_reason"].startswith("worker lost")
 
 
-async def test_stopped_worker_hands_the_run_back(
-    tmp_path: Path, clean_postgres: str, redis_server: RedisServer, s3_endpoint: str
-) -> None:
-    async with distributed(
-        tmp_path, database_url=clean_postgres, redis_url=redis_server.url, s3_endpoint=s3_endpoint
-    ) as service:
+async def test_stopped_worker_hands_the_run_back(faulty: Faulty) -> None:
+    async with faulty() as service:
         pipeline = await long_pipeline(service)
         run = await service.start(pipeline)
         victim = await worker_running(service, run["uuid"])
@@ -157,11 +106,9 @@ async def test_stopped_worker_hands_the_run_back(
 
 
 async def test_redis_down_then_back_runs_every_accepted_run(
-    tmp_path: Path, clean_postgres: str, redis_server: RedisServer, s3_endpoint: str
+    faulty: Faulty, redis_server: RedisServer
 ) -> None:
-    async with distributed(
-        tmp_path, database_url=clean_postgres, redis_url=redis_server.url, s3_endpoint=s3_endpoint
-    ) as service:
+    async with faulty() as service:
         pipeline = await service.pipeline(kind="gridlabd", name="tiny")
         await service.add_files(pipeline["uuid"], [MODELS / "tiny" / "tiny.glm"])
         redis_server.stop()
@@ -174,13 +121,9 @@ async def test_redis_down_then_back_runs_every_accepted_run(
 
 
 async def test_flushed_queue_is_refilled_by_the_reconciler(
-    tmp_path: Path, clean_postgres: str, redis_server: RedisServer, s3_endpoint: str
+    faulty: Faulty, redis_server: RedisServer, tmp_path: Path, s3_endpoint: str
 ) -> None:
-    async with distributed(
-        tmp_path,
-        database_url=clean_postgres,
-        redis_url=redis_server.url,
-        s3_endpoint=s3_endpoint,
+    async with faulty(
         workers=0,
     ) as service:
         pipeline = await service.pipeline(kind="gridlabd", name="tiny")
@@ -198,11 +141,9 @@ async def test_flushed_queue_is_refilled_by_the_reconciler(
 
 
 async def test_same_job_delivered_twice_runs_once(
-    tmp_path: Path, clean_postgres: str, redis_server: RedisServer, s3_endpoint: str
+    faulty: Faulty, redis_server: RedisServer
 ) -> None:
-    async with distributed(
-        tmp_path, database_url=clean_postgres, redis_url=redis_server.url, s3_endpoint=s3_endpoint
-    ) as service:
+    async with faulty() as service:
         pipeline = await long_pipeline(service, stop="2020-07-01 02:00:00 PDT")
         run = await service.start(pipeline)
         pool = await create_pool(redis_settings(redis_server.url))
@@ -214,14 +155,8 @@ async def test_same_job_delivered_twice_runs_once(
         assert [entry["state"] for entry in done["states"]].count("RUNNING") == 1
 
 
-async def test_api_restart_mid_run_is_carried_through(
-    tmp_path: Path, clean_postgres: str, redis_server: RedisServer, s3_endpoint: str
-) -> None:
-    async with distributed(
-        tmp_path,
-        database_url=clean_postgres,
-        redis_url=redis_server.url,
-        s3_endpoint=s3_endpoint,
+async def test_api_restart_mid_run_is_carried_through(faulty: Faulty) -> None:
+    async with faulty(
         heartbeat_timeout_seconds=30.0,
     ) as service:
         pipeline = await long_pipeline(service, stop="2020-07-01 04:00:00 PDT")
@@ -291,14 +226,8 @@ async def test_storage_unreachable_during_upload_fails_without_artifacts(
         await s3_proxy.restore()
 
 
-async def test_output_over_the_limit_fails_and_cleans_up(
-    tmp_path: Path, clean_postgres: str, redis_server: RedisServer, s3_endpoint: str
-) -> None:
-    async with distributed(
-        tmp_path,
-        database_url=clean_postgres,
-        redis_url=redis_server.url,
-        s3_endpoint=s3_endpoint,
+async def test_output_over_the_limit_fails_and_cleans_up(faulty: Faulty) -> None:
+    async with faulty(
         workers=1,
         run_max_output_bytes=150_000,
     ) as service:
@@ -313,5 +242,7 @@ async def test_output_over_the_limit_fails_and_cleans_up(
         done = await service.wait(pipeline["uuid"], run["uuid"], timeout=90)
         assert done["state"] == "FAILED"
         assert done["failure_reason"].startswith("output limit")
-        leftovers = list((tmp_path / "runs").glob(f"run-{run['uuid'][:12]}-*"))
+        work = service.settings.run_work_dir
+        assert work is not None
+        leftovers = list(work.glob(f"run-{run['uuid'][:12]}-*"))
         assert leftovers == []

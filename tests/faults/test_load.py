@@ -18,8 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.faults.conftest import RedisServer
-from tests.faults.test_faults import distributed
+from tests.faults.conftest import Faulty
 from tests.harness import FINAL, MODELS
 
 CLIENTS = 50
@@ -34,14 +33,8 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-async def test_fifty_clients_create_and_poll_runs(
-    tmp_path: Path, clean_postgres: str, redis_server: RedisServer, s3_endpoint: str
-) -> None:
-    async with distributed(
-        tmp_path,
-        database_url=clean_postgres,
-        redis_url=redis_server.url,
-        s3_endpoint=s3_endpoint,
+async def test_fifty_clients_create_and_poll_runs(faulty: Faulty) -> None:
+    async with faulty(
         workers=2,
         heartbeat_timeout_seconds=60.0,
         database_pool_size=10,
