@@ -6,10 +6,10 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from workflow_service.auth.models import Permission
-from workflow_service.schemas import HexUuid
+from workflow_service.schemas import HexUuid, Text
 
 ApplicationName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
+    Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
 ]
 
 

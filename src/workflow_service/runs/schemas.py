@@ -31,7 +31,7 @@ def _defines(value: dict[str, str]) -> dict[str, str]:
 
 Url = Annotated[Text, StringConstraints(max_length=2000), AfterValidator(_public_url)]
 Defines = Annotated[
-    dict[str, str],
+    dict[Text, Text],
     Field(
         max_length=100,
         description="Passed to the engine as `-D name=value`, after the pipeline's arguments.",
