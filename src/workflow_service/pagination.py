@@ -84,3 +84,20 @@ def page_params(
 
 
 PageDep = Annotated[Page, Depends(page_params)]
+
+
+# The documented 200 answer of every list: the array, and the next page's headers.
+PAGED_LIST: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            NEXT_CURSOR_HEADER: {
+                "description": "Cursor of the next page, when `limit` was given and more follow.",
+                "schema": {"type": "string"},
+            },
+            "Link": {
+                "description": 'URL of the next page, `rel="next"`.',
+                "schema": {"type": "string"},
+            },
+        }
+    }
+}

@@ -9,17 +9,22 @@ from workflow_service.auth.dependencies import AdminApp
 from workflow_service.auth.schemas import ApplicationCreate, ApplicationCreated, ApplicationOut
 from workflow_service.db import SessionDep
 from workflow_service.errors import error_responses
-from workflow_service.pagination import PageDep
+from workflow_service.pagination import PAGED_LIST, PageDep
 from workflow_service.schemas import UuidPath
 
 router = APIRouter(
     prefix="/v1/applications",
     tags=["applications"],
-    responses=error_responses(400, 401, 403),
+    responses=error_responses(400, 401, 403, 503),
 )
 
 
-@router.post("", response_model=ApplicationCreated, summary="Create an application key")
+@router.post(
+    "",
+    response_model=ApplicationCreated,
+    summary="Create an application key",
+    responses=error_responses(413),
+)
 async def create_application(
     body: ApplicationCreate, session: SessionDep, _: AdminApp
 ) -> ApplicationCreated:
@@ -29,7 +34,12 @@ async def create_application(
     )
 
 
-@router.get("", response_model=list[ApplicationOut], summary="List live application keys")
+@router.get(
+    "",
+    response_model=list[ApplicationOut],
+    summary="List live application keys",
+    responses=PAGED_LIST,
+)
 async def list_applications(
     session: SessionDep, _: AdminApp, page: PageDep, request: Request, response: Response
 ) -> list[ApplicationOut]:

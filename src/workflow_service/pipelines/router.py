@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Request, Response
 
 from workflow_service.auth.dependencies import ClientApp
 from workflow_service.db import SessionDep
 from workflow_service.errors import BadRequest, error_responses
-from workflow_service.pagination import NEXT_CURSOR_HEADER, PageDep
+from workflow_service.pagination import PAGED_LIST, PageDep
 from workflow_service.pipelines import repository, service
 from workflow_service.pipelines.schemas import (
     PipelineFileOut,
@@ -22,7 +22,7 @@ from workflow_service.schemas import UuidPath
 from workflow_service.uploads import form_files, is_multipart, read_form, upload_of
 
 router = APIRouter(
-    prefix="/v1/pipelines", tags=["pipelines"], responses=error_responses(400, 401, 403, 413)
+    prefix="/v1/pipelines", tags=["pipelines"], responses=error_responses(400, 401, 403, 413, 503)
 )
 
 PipelineBody = Annotated[PipelineIn, Body()]
@@ -31,20 +31,6 @@ PIPELINE_BODY_DOC = (
     "and `repository_ssh_url` required and non-empty); native pipelines say "
     '`"kind": "gridlabd"`.'
 )
-PAGED_LIST: dict[int | str, dict[str, Any]] = {
-    200: {
-        "headers": {
-            NEXT_CURSOR_HEADER: {
-                "description": "Cursor of the next page, when `limit` was given and more follow.",
-                "schema": {"type": "string"},
-            },
-            "Link": {
-                "description": 'URL of the next page, `rel="next"`.',
-                "schema": {"type": "string"},
-            },
-        }
-    }
-}
 
 
 @router.post("", summary="Create a pipeline", description=PIPELINE_BODY_DOC)

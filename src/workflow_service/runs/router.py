@@ -14,8 +14,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from workflow_service.auth.dependencies import ClientApp, WorkerApp
 from workflow_service.db import Database, SessionDep
 from workflow_service.errors import NotFound, error_responses
-from workflow_service.pagination import PageDep
-from workflow_service.pipelines.router import PAGED_LIST
+from workflow_service.pagination import PAGED_LIST, PageDep
 from workflow_service.pipelines.service import get_pipeline
 from workflow_service.runs import console, repository, service
 from workflow_service.runs.schemas import (
@@ -48,7 +47,7 @@ from workflow_service.uploads import (
 router = APIRouter(
     prefix="/v1/pipelines/{pipeline_uuid}/runs",
     tags=["runs"],
-    responses=error_responses(400, 401, 403, 404, 413),
+    responses=error_responses(400, 401, 403, 404, 413, 503),
 )
 artifacts_router = APIRouter(prefix="/v1/artifacts", tags=["runs"])
 
@@ -444,7 +443,7 @@ async def register_artifact(
             "description": "The file, with the content type it was uploaded with",
         },
         307: {"description": "Redirect to a presigned URL"},
-        **error_responses(401, 403, 404),
+        **error_responses(401, 403, 404, 503),
     },
 )
 async def download_artifact(

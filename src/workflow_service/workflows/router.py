@@ -7,8 +7,7 @@ from fastapi import APIRouter, Request, Response
 from workflow_service.auth.dependencies import ClientApp
 from workflow_service.db import SessionDep
 from workflow_service.errors import error_responses
-from workflow_service.pagination import PageDep
-from workflow_service.pipelines.router import PAGED_LIST
+from workflow_service.pagination import PAGED_LIST, PageDep
 from workflow_service.runs import service as runs
 from workflow_service.runs.router import CREATE_RUN_BODY, run_request
 from workflow_service.runs.schemas import StateOut
@@ -28,7 +27,7 @@ from workflow_service.workflows.schemas import (
 )
 
 router = APIRouter(
-    prefix="/v1/workflows", tags=["workflows"], responses=error_responses(400, 401, 403, 413)
+    prefix="/v1/workflows", tags=["workflows"], responses=error_responses(400, 401, 403, 413, 503)
 )
 NOT_FOUND = error_responses(404)
 
