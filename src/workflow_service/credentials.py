@@ -22,3 +22,12 @@ def write_credentials(path: Path, server: str, api_key: str) -> Path:
         stream.write("\n")
     temporary.replace(path)
     return path
+
+
+def read_credentials(path: Path) -> dict[str, str]:
+    """``{"server", "api_key"}`` saved by `serve`, or {} when there is no such file."""
+    path = path.expanduser()
+    if not path.is_file():
+        return {}
+    saved = json.loads(path.read_text())
+    return {key: str(saved[key]) for key in ("server", "api_key") if key in saved}

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import httpx
 
 from workflow_service.auth.dependencies import API_KEY_HEADER
+from workflow_service.credentials import read_credentials
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED"}
 SERVER_VARIABLE = "WORKFLOW_SERVER"
@@ -52,8 +53,8 @@ def connection(server: str | None, key: str | None, credentials: Path) -> tuple[
     """Options first, then WORKFLOW_SERVER / WORKFLOW_API_KEY, then the credentials file."""
     server = server or os.environ.get(SERVER_VARIABLE)
     key = key or os.environ.get(KEY_VARIABLE)
-    if (not server or not key) and credentials.is_file():
-        saved = json.loads(credentials.read_text())
+    if not server or not key:
+        saved = read_credentials(credentials)
         server = server or saved.get("server")
         key = key or saved.get("api_key")
     if not server or not key:
