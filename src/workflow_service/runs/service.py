@@ -401,21 +401,24 @@ def artifact_key(pipeline: Pipeline, run: PipelineRun, artifact_uuid: str, name:
 
 
 async def _upsert_artifact(
-    session: AsyncSession, run: PipelineRun, name: str, **fields: Any
-) -> tuple[Artifact, str | None]:
-    """Register ``name`` (a repeated registration replaces it); returns the replaced key."""
+    session: AsyncSession, runtime: Runtime, run: PipelineRun, name: str, **fields: Any
+) -> Artifact:
+    """Register ``name``; a repeated registration replaces it (its old object is removed
+    after the commit): never two artifacts of one name in a run."""
     existing = next((item for item in run.artifacts if item.name == name), None)
     if existing is None:
         artifact = Artifact(uuid=fields.pop("uuid", new_uuid()), run_id=run.id, name=name, **fields)
         session.add(artifact)
         await session.commit()
-        return artifact, None
+        return artifact
     replaced = existing.key if existing.key != fields["key"] else None
     fields.pop("uuid", None)
     for field, value in fields.items():
         setattr(existing, field, value)
     await session.commit()
-    return existing, replaced
+    if replaced:
+        await remove_objects(runtime, [replaced])
+    return existing
 
 
 async def upload_artifact(
@@ -434,8 +437,9 @@ async def upload_artifact(
         )
     except ObjectTooLarge:
         raise BadRequest("Artifact too large", {"body": ["over MAX_CONTENT_LENGTH"]}) from None
-    artifact, replaced = await _upsert_artifact(
+    return await _upsert_artifact(
         session,
+        runtime,
         run,
         upload.name,
         uuid=artifact_uuid,
@@ -444,9 +448,6 @@ async def upload_artifact(
         sha256=saved.sha256,
         content_type=upload.content_type,
     )
-    if replaced:
-        await remove_objects(runtime, [replaced])
-    return artifact
 
 
 async def register_artifact(
@@ -470,8 +471,9 @@ async def register_artifact(
         raise BadRequest(
             "No such object in storage", {"key": ["upload the object before registering it"]}
         )
-    artifact, replaced = await _upsert_artifact(
+    return await _upsert_artifact(
         session,
+        runtime,
         run,
         registration.name,
         key=registration.key,
@@ -479,9 +481,6 @@ async def register_artifact(
         sha256=registration.sha256,
         content_type=registration.content_type,
     )
-    if replaced:
-        await remove_objects(runtime, [replaced])
-    return artifact
 
 
 async def artifact_url(runtime: Runtime, artifact: Artifact, base_url: str) -> str:
