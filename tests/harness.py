@@ -197,6 +197,7 @@ def service_settings(mode: str, database_url: str, tmp_path: Path, **overrides: 
         "input_url_allow_private": True,
         "callback_url_allow_private": True,
         "heartbeat_seconds": 1.0,
+        "worker_shutdown_grace_seconds": 0,
         "worker_concurrency": 2,
         "run_work_dir": tmp_path / "runs",
         "credentials_file": tmp_path / "credentials.json",
@@ -269,6 +270,7 @@ def worker_environment(
         "RUN_WORK_DIR": str(settings.run_work_dir),
         "LOG_LEVEL": os.environ.get("TEST_WORKER_LOG_LEVEL", "info"),
         "HEARTBEAT_TIMEOUT_SECONDS": str(settings.heartbeat_timeout_seconds),
+        "WORKER_SHUTDOWN_GRACE_SECONDS": str(settings.worker_shutdown_grace_seconds),
         "STORAGE_RETRY_SECONDS": str(settings.storage_retry_seconds),
         "RUN_MAX_OUTPUT_BYTES": str(settings.run_max_output_bytes),
     }

@@ -144,6 +144,17 @@ class Settings(BaseSettings):
         ),
     ] = "auto"
     worker_concurrency: Annotated[int, Field(validation_alias="WORKER_CONCURRENCY", ge=1)] = 2
+    worker_shutdown_grace_seconds: Annotated[
+        int,
+        Field(
+            validation_alias="WORKER_SHUTDOWN_GRACE_SECONDS",
+            ge=0,
+            description=(
+                "On SIGTERM a worker takes no new run and lets its runs finish this long; "
+                "the runs still going are then handed back to other workers."
+            ),
+        ),
+    ] = 30
     heartbeat_seconds: Annotated[
         float, Field(validation_alias="HEARTBEAT_SECONDS", gt=0, le=60)
     ] = 5.0

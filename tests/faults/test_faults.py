@@ -89,7 +89,8 @@ async def test_worker_lost_after_the_last_attempt_fails_the_run(faulty: Faulty) 
 
 
 async def test_stopped_worker_hands_the_run_back(faulty: Faulty) -> None:
-    async with faulty() as service:
+    """No grace period: the run is handed back at once and re-run elsewhere."""
+    async with faulty(worker_shutdown_grace_seconds=0) as service:
         pipeline = await long_pipeline(service)
         run = await service.start(pipeline)
         victim = await worker_running(service, run["uuid"])
@@ -103,6 +104,22 @@ async def test_stopped_worker_hands_the_run_back(faulty: Faulty) -> None:
         assert states.count("RUNNING") == 2 and "NOT_STARTED" in states[3:]
         names = [artifact["name"] for artifact in done["artifacts"]]
         assert sorted(names) == ["long_substation.csv", "long_temp.csv"]  # no duplicates
+
+
+async def test_stopped_worker_finishes_its_run_within_the_grace_period(
+    faulty: Faulty,
+) -> None:
+    async with faulty(worker_shutdown_grace_seconds=60) as service:
+        pipeline = await long_pipeline(service, stop="2020-07-01 04:00:00 PDT")
+        run = await service.start(pipeline)
+        victim = await worker_running(service, run["uuid"])
+        process = next(p for p in service.processes if p.pid == victim)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 90) == 0
+        done = await service.run(pipeline, run["uuid"])
+        assert done["state"] == "COMPLETED", done  # finished before its worker exited
+        assert done["attempt"] == 1
+        assert [entry["state"] for entry in done["states"]].count("RUNNING") == 1
 
 
 async def test_redis_down_then_back_runs_every_accepted_run(

@@ -67,4 +67,5 @@ def arq_worker(settings: Settings) -> Worker:
         job_timeout=JOB_TIMEOUT_SECONDS,
         keep_result=3600,
         handle_signals=True,
+        job_completion_wait=settings.worker_shutdown_grace_seconds,
     )
