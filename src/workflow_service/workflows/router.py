@@ -120,8 +120,7 @@ async def create_workflow_pipeline(
 ) -> WorkflowPipelineOut:
     workflow = await service.get_workflow(session, workflow_uuid)
     node = await service.add_node(session, workflow, body)
-    [presented] = await service.present_nodes(session, workflow, only=node.uuid)
-    return presented
+    return await service.present_node(session, workflow, node)
 
 
 @router.get(
@@ -144,8 +143,7 @@ async def get_workflow_pipeline(
 ) -> WorkflowPipelineOut:
     workflow = await service.get_workflow(session, workflow_uuid)
     node = await service.find_node(session, workflow, workflow_pipeline_uuid)
-    [presented] = await service.present_nodes(session, workflow, only=node.uuid)
-    return presented
+    return await service.present_node(session, workflow, node)
 
 
 @router.put(
@@ -163,8 +161,7 @@ async def update_workflow_pipeline(
 ) -> WorkflowPipelineOut:
     workflow = await service.get_workflow(session, workflow_uuid)
     node = await service.replace_node(session, workflow, workflow_pipeline_uuid, body)
-    [presented] = await service.present_nodes(session, workflow, only=node.uuid)
-    return presented
+    return await service.present_node(session, workflow, node)
 
 
 @router.delete(

@@ -209,12 +209,15 @@ async def delete_node(session: AsyncSession, workflow: Workflow, uuid: str) -> N
     await session.commit()
 
 
-async def present_nodes(
-    session: AsyncSession, workflow: Workflow, only: str | None = None
-) -> list[WorkflowPipelineOut]:
+async def present_nodes(session: AsyncSession, workflow: Workflow) -> list[WorkflowPipelineOut]:
     nodes = await repository.workflow_pipelines(session, workflow.id)
-    presented = present_pipelines(nodes, await repository.edges(session, workflow.id))
-    return [item for item in presented if only is None or item.uuid == only]
+    return present_pipelines(nodes, await repository.edges(session, workflow.id))
+
+
+async def present_node(
+    session: AsyncSession, workflow: Workflow, node: WorkflowPipeline
+) -> WorkflowPipelineOut:
+    return next(item for item in await present_nodes(session, workflow) if item.uuid == node.uuid)
 
 
 # --- workflow runs --------------------------------------------------------------------
