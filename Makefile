@@ -39,8 +39,8 @@ test: $(STAMP)  ## Run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff and mypy
-	$(BIN)/ruff check src tests alembic
-	$(BIN)/ruff format --check src tests alembic
+	$(BIN)/ruff check src tests alembic bench
+	$(BIN)/ruff format --check src tests alembic bench
 	$(BIN)/mypy
 
 migrate: $(STAMP)  ## Upgrade the database (DATABASE_URL) to head

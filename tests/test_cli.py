@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness import free_port
+from tests.harness import free_port, require_redis
 from workflow_service import db
 from workflow_service.app import create_app
 from workflow_service.settings import Settings
@@ -51,12 +51,12 @@ def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
 
 
 class Server:
-    def __init__(self, cwd: Path, port: int) -> None:
+    def __init__(self, cwd: Path, port: int, **env: str) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.process = subprocess.Popen(
             [COMMAND, "serve"],
             cwd=cwd,
-            env=environment(PORT=str(port), ACCESS_LOG="false"),
+            env=environment(PORT=str(port), ACCESS_LOG="false", **env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -119,6 +119,30 @@ def test_bad_setting_stops_start_up_with_one_line(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "PORT" in lines[0], result.stderr
     assert not (tmp_path / "workflow-service.db").exists()
+
+
+def test_several_api_processes_need_redis(tmp_path: Path) -> None:
+    result = run(["serve"], tmp_path, WEB_CONCURRENCY="2")
+    assert result.returncode == 2
+    assert "WEB_CONCURRENCY" in result.stderr and "REDIS_URL" in result.stderr
+    assert not (tmp_path / "workflow-service.db").exists()
+
+
+def test_serve_starts_web_concurrency_processes(server_dir: Path) -> None:
+    server = Server(server_dir, free_port(), WEB_CONCURRENCY="2", REDIS_URL=require_redis())
+    try:
+        children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+        api_processes = children.read_text().split()
+        key = json.loads((server_dir / ".workflow-service" / "credentials.json").read_text())
+        for _ in range(4):
+            response = httpx.get(
+                f"{server.url}/v1/pipelines", headers={"Workflow-API-Key": key["api_key"]}
+            )
+            assert response.status_code == 200
+    finally:
+        server.stop()
+    # uvicorn's supervisor and its two workers (plus, on some Pythons, a resource tracker).
+    assert len(api_processes) >= 2, api_processes
 
 
 def test_unreachable_database_stops_start_up(tmp_path: Path) -> None:

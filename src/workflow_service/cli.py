@@ -77,6 +77,8 @@ def serve() -> None:
     """Serve the API (no configuration: SQLite file in the working directory)."""
     settings = _settings()
     _configure_logging(settings)
+    if settings.web_concurrency > 1 and not settings.redis_url:
+        raise _fail("WEB_CONCURRENCY above 1 needs REDIS_URL (runs then go to arq workers)")
 
     async def bootstrap(database: db.Database) -> str | None:
         async with database.sessions() as session:
@@ -99,8 +101,12 @@ def serve() -> None:
 
     from workflow_service.app import create_app
 
+    # Several processes each build their app from the environment (uvicorn imports it).
+    several = settings.web_concurrency > 1
     uvicorn.run(
-        create_app(settings),
+        "workflow_service.app:create_app" if several else create_app(settings),
+        factory=several,
+        workers=settings.web_concurrency,
         host=settings.host,
         port=settings.port,
         access_log=settings.access_log,

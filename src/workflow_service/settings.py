@@ -201,6 +201,18 @@ class Settings(BaseSettings):
     ] = None
     host: Annotated[str, Field(validation_alias="HOST", min_length=1)] = "127.0.0.1"
     port: Annotated[int, Field(validation_alias="PORT", ge=0, le=65535)] = 8000
+    web_concurrency: Annotated[
+        int,
+        Field(
+            validation_alias="WEB_CONCURRENCY",
+            ge=1,
+            le=64,
+            description=(
+                "API processes `serve` starts (uvicorn workers). Above 1 needs REDIS_URL: "
+                "in-process execution belongs to a single process."
+            ),
+        ),
+    ] = 1
     access_log: Annotated[bool, Field(validation_alias="ACCESS_LOG")] = True
     log_level: Annotated[
         Literal["debug", "info", "warning", "error"], Field(validation_alias="LOG_LEVEL")
