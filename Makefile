@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PG_TEST_URL := postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint migrate revision downgrade openapi dev worker compose-up
+.PHONY: help install run test lint bench migrate revision downgrade openapi dev worker compose-up
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,12 @@ test: $(STAMP)  ## Run the whole test suite
 	if [ -n "$$TEST_DATABASE_URL" ]; then echo "tests use PostgreSQL at $$TEST_DATABASE_URL and SQLite"; \
 	else echo "tests use SQLite only (no PostgreSQL on 127.0.0.1:5432)"; fi; \
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Benchmarks against PostgreSQL and Redis on 127.0.0.1 (database workflow_bench, Redis db 11);
+# wrk drives the API benchmark and bubblewrap sandboxes runs as in production.
+bench: $(STAMP)  ## Run the benchmarks in bench/ and print each ratio against its target
+	@for tool in wrk:wrk bwrap:bubblewrap; do command -v $${tool%%:*} >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get install -y -qq $${tool##*:} >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $${tool##*:}; }; } || echo "$${tool%%:*} is missing (apt-get install $${tool##*:})"; done
+	$(BIN)/python bench/all.py
 
 lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff check src tests alembic bench

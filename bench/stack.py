@@ -349,6 +349,71 @@ def distributed(*, s3: bool = True, extra_env: dict[str, str] | None = None) -> 
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def run_directly_in_parallel(model: Path, count: int, parallel: int, root: Path) -> float:
+    """Wall time of ``count`` direct engine runs, ``parallel`` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(lambda _: run_engine_directly(model, root), range(count)))
+    return time.perf_counter() - started
+
+
+async def run_burst(stack: Stack, count: int, submitters: int = 4) -> tuple[float, list[str]]:
+    """Submit ``count`` tiny runs (``submitters`` clients at once) and wait for all of
+    them by their callbacks; answers the wall time from the first submission to the
+    last final state, and the run uuids. Every run must complete."""
+    receiver = CallbackReceiver()
+    try:
+        async with stack.client() as client:
+            pipeline = await stack.pipeline(client)
+            model = await asyncio.to_thread(TINY.read_bytes)
+            runs: list[str] = []
+            pending = iter(range(count))
+
+            async def submit() -> None:
+                for _ in pending:
+                    response = await client.post(
+                        f"/v1/pipelines/{pipeline}/runs",
+                        files=[("files", (TINY.name, model))],
+                        data={"callback_url": receiver.url},
+                    )
+                    response.raise_for_status()
+                    runs.append(str(response.json()["uuid"]))
+
+            started = time.perf_counter()
+            await asyncio.gather(*(submit() for _ in range(submitters)))
+            ended = await asyncio.to_thread(receiver.wait, set(runs))
+            failed = [run for run, (_, state) in ended.items() if state != "COMPLETED"]
+            if failed:
+                raise RuntimeError(f"{len(failed)} runs did not complete, e.g. {failed[0]}")
+            return max(when for when, _ in ended.values()) - started, runs
+    finally:
+        receiver.close()
+
+
+def script_repository(folder: Path, script: str) -> str:
+    """A git repository (branch main) holding ``run.sh``; answers its file:// URL."""
+    folder.mkdir(parents=True)
+    (folder / "run.sh").write_text(script)
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "-C", str(folder)]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(folder)], check=True)
+    subprocess.run([*git, "add", "run.sh"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "bench script"], check=True)
+    return folder.as_uri()
+
+
+def script_pipeline(repository: str) -> dict[str, str]:
+    """The body of a script pipeline running ``run.sh`` of ``repository`` on the host."""
+    return {
+        "kind": "script",
+        "docker_image_url": "debian:bookworm",
+        "repository_ssh_url": repository,
+        "repository_branch": "main",
+        "repository_script": "run.sh",
+    }
+
+
 def summary(values: Sequence[float]) -> tuple[float, float, float]:
     """p50, p95, mean."""
     return percentile(values, 0.5), percentile(values, 0.95), statistics.fmean(values)

@@ -220,7 +220,7 @@ RUN_OPERATIONS = [
     f"POST {RUN}/console",
     f"GET {RUN}/console/stream",
     f"PUT {RUN}/state",
-    f"GET {RUN}/job",
+    f"POST {RUN}/claim",
     f"POST {RUN}/artifacts",
     f"POST {RUN}/artifacts/register",
 ]

@@ -73,6 +73,38 @@ async def test_state_machine_over_http(
     assert as_client.status_code == 403
 
 
+async def test_a_claim_takes_a_run_once_and_answers_its_job(
+    app: FastAPI,
+    database: db.Database,
+    client: httpx.AsyncClient,
+    keys: Keys,
+    pipeline: dict[str, Any],
+) -> None:
+    run_uuid = await queued_run(app, database, pipeline["uuid"])
+    url = f"/v1/pipelines/{pipeline['uuid']}/runs/{run_uuid}"
+    worker = as_worker(keys)
+    mine, theirs = "a" * 32, "b" * 32
+
+    refused = await client.post(f"{url}/claim", json={"claim": mine}, headers=worker)
+    assert refused.status_code == 400 and "QUEUED" in refused.json()["message"]
+    assert (
+        await client.put(f"{url}/state", json={"state": "NOT_STARTED"}, headers=worker)
+    ).is_success
+    job = await client.post(f"{url}/claim", json={"claim": mine}, headers=worker)
+    assert job.status_code == 200, job.text
+    assert job.json()["run_uuid"] == run_uuid and job.json()["kind"] == "gridlabd"
+    assert (await client.get(url)).json()["state"] == "RUNNING"
+    again = await client.post(f"{url}/claim", json={"claim": mine}, headers=worker)
+    assert again.status_code == 200 and again.json() == job.json()  # a retried request
+    other = await client.post(f"{url}/claim", json={"claim": theirs}, headers=worker)
+    assert other.status_code == 400
+    run = (await client.get(url)).json()
+    assert [s["state"] for s in run["states"]] == ["QUEUED", "NOT_STARTED", "RUNNING"]
+    assert run["attempt"] == 1
+    as_client = await client.post(f"{url}/claim", json={"claim": mine})
+    assert as_client.status_code == 403
+
+
 async def test_console_appends_are_idempotent(
     app: FastAPI,
     database: db.Database,
@@ -123,7 +155,7 @@ async def test_runs_are_nested_under_their_pipeline(
         ("POST", "/cancel", {}),
         ("DELETE", "", {}),
         ("PUT", "/state", {"json": {"state": "NOT_STARTED"}, "headers": as_worker(keys)}),
-        ("GET", "/job", {"headers": as_worker(keys)}),
+        ("POST", "/claim", {"json": {"claim": "a" * 32}, "headers": as_worker(keys)}),
     ]:
         response = await client.request(method, wrong + path, **kwargs)
         assert response.status_code == 404, (method, path, response.text)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import selectinload
 
 from workflow_service.pagination import Page
 from workflow_service.pipelines.models import Pipeline
-from workflow_service.runs.models import Artifact, PipelineRun
+from workflow_service.runs.models import Artifact, PipelineRun, PipelineRunInput
 from workflow_service.schemas import is_hex_uuid
 
 FULL_RUN = (
@@ -74,3 +74,14 @@ async def find_artifact(session: AsyncSession, uuid: str) -> Artifact | None:
         )
     )
     return await session.scalar(query)
+
+
+async def run_inputs(session: AsyncSession, run_id: int) -> Sequence[PipelineRunInput]:
+    query = select(PipelineRunInput).where(PipelineRunInput.run_id == run_id)
+    return (await session.scalars(query.order_by(PipelineRunInput.id))).all()
+
+
+async def find_artifact_named(session: AsyncSession, run_id: int, name: str) -> Artifact | None:
+    return await session.scalar(
+        select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name)
+    )

@@ -24,6 +24,7 @@ from workflow_service.runs.schemas import (
     ConsoleOut,
     ConsoleReplace,
     Job,
+    RunClaim,
     RunCreate,
     RunOut,
     StateUpdate,
@@ -203,8 +204,9 @@ async def cancel_run(
     request: Request,
     _: ClientApp,
 ) -> RunOut:
-    pipeline, run = await service.get_run(session, pipeline_uuid, run_uuid)
-    run = await service.cancel_run(session, runtime, pipeline, run)
+    pipeline, run = await service.get_run(session, pipeline_uuid, run_uuid, full=False)
+    await service.cancel_run(session, runtime, pipeline, run)
+    run = (await service.get_run(session, pipeline_uuid, run_uuid))[1]
     return await service.present(runtime, run, _base_url(request))
 
 
@@ -343,24 +345,31 @@ async def set_state(
     runtime: RuntimeDep,
     _: WorkerApp,
 ) -> dict[str, str]:
-    pipeline, run = await service.get_run(session, pipeline_uuid, run_uuid)
+    pipeline, run = await service.get_run(session, pipeline_uuid, run_uuid, full=False)
     await service.change_state(session, runtime, pipeline, run, body)
     return {}
 
 
-@router.get(
-    "/{run_uuid}/job",
-    summary="What a worker needs to execute the run (worker)",
+@router.post(
+    "/{run_uuid}/claim",
+    summary="Take a run and get what executing it needs (worker)",
+    description=(
+        "NOT_STARTED → RUNNING under the worker's claim, answering the job: the pipeline's "
+        "definition and files, the run's inputs and defines, where artifacts go. Claiming "
+        "again with the same claim answers the job again (a retried request); any other "
+        "state, or another claim, is a 400 and the worker leaves the run alone."
+    ),
 )
-async def get_job(
+async def claim_run(
     pipeline_uuid: UuidPath,
     run_uuid: UuidPath,
+    body: RunClaim,
     session: SessionDep,
     runtime: RuntimeDep,
     _: WorkerApp,
 ) -> Job:
-    pipeline, run = await service.get_run(session, pipeline_uuid, run_uuid)
-    return await service.job_of(session, runtime, pipeline, run)
+    pipeline, run = await service.get_run(session, pipeline_uuid, run_uuid, full=False)
+    return await service.claim_run(session, runtime, pipeline, run, body.claim)
 
 
 @router.post(
@@ -389,7 +398,7 @@ async def upload_artifact(
     runtime: RuntimeDep,
     _: WorkerApp,
 ) -> dict[str, str]:
-    pipeline, run = await service.get_run(session, pipeline_uuid, run_uuid)
+    pipeline, run = await service.get_run(session, pipeline_uuid, run_uuid, full=False)
     upload = Upload(
         name=checked_file_name(name, "name", relative=True),
         chunks=request.stream(),
@@ -416,7 +425,7 @@ async def register_artifact(
     request: Request,
     _: WorkerApp,
 ) -> ArtifactOut:
-    pipeline, run = await service.get_run(session, pipeline_uuid, run_uuid)
+    pipeline, run = await service.get_run(session, pipeline_uuid, run_uuid, full=False)
     artifact = await service.register_artifact(session, runtime, pipeline, run, body)
     return ArtifactOut(
         uuid=artifact.uuid,

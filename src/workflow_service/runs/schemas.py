@@ -199,6 +199,17 @@ class StateUpdate(BaseModel):
     ] = None
 
 
+class RunClaim(BaseModel):
+    """A worker takes a NOT_STARTED run: it becomes RUNNING under this claim."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    claim: Annotated[
+        HexUuid,
+        Field(description="The worker's token for this execution (see StateUpdate.claim)."),
+    ]
+
+
 class ArtifactRegistration(BaseModel):
     """An object the worker uploaded to storage itself, under the run's key prefix."""
 
@@ -227,7 +238,6 @@ class Job(BaseModel):
 
     pipeline_uuid: HexUuid
     run_uuid: HexUuid
-    state: RunState
     kind: str
     model: str | None
     arguments: list[str]

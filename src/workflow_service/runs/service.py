@@ -227,7 +227,8 @@ async def _compare_and_set(
 
 
 async def _reload(session: AsyncSession, pipeline_id: int, run_uuid: str) -> PipelineRun:
-    fresh = await repository.find_run(session, pipeline_id, run_uuid)
+    """The run's row as committed (without its states, inputs and artifacts)."""
+    fresh = await repository.find_run(session, pipeline_id, run_uuid, full=False)
     if fresh is None:
         raise NotFound("Pipeline run not found")
     return fresh
@@ -260,7 +261,8 @@ async def change_state(
     run: PipelineRun,
     update: StateUpdate,
 ) -> PipelineRun:
-    """Apply a state change decided by the state machine; the same state again is a no-op."""
+    """Apply a state change decided by the state machine; the same state again is a no-op.
+    Answers the run's row as it is now (relationships not loaded)."""
     pipeline_id, run_uuid = pipeline.id, run.uuid  # a rollback expires the objects
     for _ in range(CAS_ATTEMPTS):
         stale = claim_refusal(RunState(run.state), run.worker_claim, update.claim)
@@ -405,7 +407,7 @@ async def _upsert_artifact(
 ) -> Artifact:
     """Register ``name``; a repeated registration replaces it (its old object is removed
     after the commit): never two artifacts of one name in a run."""
-    existing = next((item for item in run.artifacts if item.name == name), None)
+    existing = await repository.find_artifact_named(session, run.id, name)
     if existing is None:
         artifact = Artifact(uuid=fields.pop("uuid", new_uuid()), run_id=run.id, name=name, **fields)
         session.add(artifact)
@@ -524,21 +526,26 @@ async def present(runtime: Runtime, run: PipelineRun, base_url: str) -> RunOut:
     )
 
 
-async def job_of(
-    session: AsyncSession, runtime: Runtime, pipeline: Pipeline, run: PipelineRun
+async def claim_run(
+    session: AsyncSession, runtime: Runtime, pipeline: Pipeline, run: PipelineRun, claim: str
 ) -> Job:
+    """NOT_STARTED → RUNNING under ``claim`` (the same claim again: a retried request),
+    and the job, in one round trip for the worker."""
+    run = await change_state(
+        session, runtime, pipeline, run, StateUpdate(state=RunState.RUNNING, claim=claim)
+    )
     files: Sequence[PipelineFile] = await list_files(session, pipeline)
+    inputs = await repository.run_inputs(session, run.id)
     return Job(
         pipeline_uuid=pipeline.uuid,
         run_uuid=run.uuid,
-        state=RunState(run.state),
         kind=pipeline.kind,
         model=pipeline.model,
         arguments=list(pipeline.arguments),
         defines=dict(run.defines),
         timeout_seconds=pipeline.timeout_seconds or runtime.settings.run_timeout_seconds,
         files=[JobFile(name=item.name, key=item.key) for item in files],
-        inputs=[JobInput(name=item.name, url=item.url, key=item.key) for item in run.inputs],
+        inputs=[JobInput(name=item.name, url=item.url, key=item.key) for item in inputs],
         artifact_prefix=artifact_prefix(pipeline, run),
         std_out_size=run.std_out_size,
         std_err_size=run.std_err_size,

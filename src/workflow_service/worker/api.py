@@ -63,8 +63,12 @@ class WorkerApi:
     def _run_path(pipeline_uuid: str, run_uuid: str) -> str:
         return f"/v1/pipelines/{pipeline_uuid}/runs/{run_uuid}"
 
-    async def job(self, pipeline_uuid: str, run_uuid: str) -> Job:
-        data = await self._call("GET", self._run_path(pipeline_uuid, run_uuid) + "/job")
+    async def claim(self, pipeline_uuid: str, run_uuid: str, claim: str) -> Job:
+        """The run becomes RUNNING under ``claim``; raises ApiRefused (400) when it cannot
+        (cancelled, or taken by another execution)."""
+        data = await self._call(
+            "POST", self._run_path(pipeline_uuid, run_uuid) + "/claim", {"claim": claim}
+        )
         return Job.model_validate(data)
 
     async def set_state(self, pipeline_uuid: str, run_uuid: str, update: StateUpdate) -> None:

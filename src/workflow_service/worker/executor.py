@@ -124,15 +124,9 @@ class RunExecutor:
         sandbox.check_at_startup(settings)
 
     async def execute(self, pipeline_uuid: str, run_uuid: str) -> None:
-        job = await self.api.job(pipeline_uuid, run_uuid)
-        if job.state is not RunState.NOT_STARTED:
-            logger.info("run %s is %s: nothing to do", run_uuid, job.state.value)
-            return
         claim = new_uuid()
         try:
-            await self.api.set_state(
-                pipeline_uuid, run_uuid, StateUpdate(state=RunState.RUNNING, claim=claim)
-            )
+            job = await self.api.claim(pipeline_uuid, run_uuid, claim)
         except ApiRefused as exc:
             logger.info("run %s not started: %s", run_uuid, exc.message)
             return
