@@ -34,6 +34,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "tests" / "models"
 TINY = MODELS / "tiny" / "tiny.glm"
+IEEE13 = (MODELS / "ieee13" / "ieee13.glm", MODELS / "ieee13" / "ieee13_l652.player")
 BIN = Path(sys.executable).parent
 SERVICE = str(BIN / "workflow-service")
 POSTGRES = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
@@ -99,12 +100,13 @@ def engine_argv() -> list[str]:
     return [sys.executable, "-m", "workflow_service.engine"]
 
 
-def run_engine_directly(model: Path, root: Path) -> float:
-    """One engine run the way a worker prepares it (a fresh folder holding the model),
-    without the service; returns its wall time."""
+def run_engine_directly(model: Path, root: Path, extra: Sequence[Path] = ()) -> float:
+    """One engine run the way a worker prepares it (a fresh folder holding the model and
+    the files it reads), without the service; returns its wall time."""
     started = time.perf_counter()
     folder = Path(tempfile.mkdtemp(prefix="direct-", dir=root))
-    shutil.copy(model, folder / model.name)
+    for path in (model, *extra):
+        shutil.copy(path, folder / path.name)
     subprocess.run(
         [*engine_argv(), model.name], cwd=folder, check=True, capture_output=True, timeout=120
     )
@@ -349,25 +351,29 @@ def distributed(*, s3: bool = True, extra_env: dict[str, str] | None = None) -> 
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_directly_in_parallel(model: Path, count: int, parallel: int, root: Path) -> float:
+def run_directly_in_parallel(
+    model: Path, count: int, parallel: int, root: Path, extra: Sequence[Path] = ()
+) -> float:
     """Wall time of ``count`` direct engine runs, ``parallel`` at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
     started = time.perf_counter()
     with ThreadPoolExecutor(parallel) as pool:
-        list(pool.map(lambda _: run_engine_directly(model, root), range(count)))
+        list(pool.map(lambda _: run_engine_directly(model, root, extra), range(count)))
     return time.perf_counter() - started
 
 
-async def run_burst(stack: Stack, count: int, submitters: int = 4) -> tuple[float, list[str]]:
-    """Submit ``count`` tiny runs (``submitters`` clients at once) and wait for all of
-    them by their callbacks; answers the wall time from the first submission to the
+async def run_burst(
+    stack: Stack, count: int, submitters: int = 4, files: Sequence[Path] = (TINY,)
+) -> tuple[float, list[str]]:
+    """Submit ``count`` runs of ``files`` (``submitters`` clients at once) and wait for all
+    of them by their callbacks; answers the wall time from the first submission to the
     last final state, and the run uuids. Every run must complete."""
     receiver = CallbackReceiver()
     try:
         async with stack.client() as client:
             pipeline = await stack.pipeline(client)
-            model = await asyncio.to_thread(TINY.read_bytes)
+            uploads = [(path.name, await asyncio.to_thread(path.read_bytes)) for path in files]
             runs: list[str] = []
             pending = iter(range(count))
 
@@ -375,7 +381,7 @@ async def run_burst(stack: Stack, count: int, submitters: int = 4) -> tuple[floa
                 for _ in pending:
                     response = await client.post(
                         f"/v1/pipelines/{pipeline}/runs",
-                        files=[("files", (TINY.name, model))],
+                        files=[("files", upload) for upload in uploads],
                         data={"callback_url": receiver.url},
                     )
                     response.raise_for_status()
@@ -412,6 +418,49 @@ def script_pipeline(repository: str) -> dict[str, str]:
         "repository_branch": "main",
         "repository_script": "run.sh",
     }
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of the process itself (not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time of every PostgreSQL process alive now (backends of the pools stay)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
+                total += cpu_seconds(int(entry.name))
+        except OSError:
+            continue
+    return total
+
+
+class CpuMeter:
+    """CPU seconds spent by each part of the stack between ``start`` and ``stop``."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.parts: dict[str, list[int]] = {
+            "API": [stack.api.pid] if stack.api else [],
+            "worker (without engines)": [worker.pid for worker in stack.workers],
+            "S3 (moto)": [process.pid for process in stack.others],
+        }
+        self.before: dict[str, float] = {}
+
+    def _read(self) -> dict[str, float]:
+        spent = {name: sum(map(cpu_seconds, pids)) for name, pids in self.parts.items()}
+        return spent | {"PostgreSQL": postgres_cpu_seconds()}
+
+    def start(self) -> None:
+        self.before = self._read()
+
+    def stop(self) -> dict[str, float]:
+        return {name: value - self.before[name] for name, value in self._read().items()}
 
 
 def summary(values: Sequence[float]) -> tuple[float, float, float]:

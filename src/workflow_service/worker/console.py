@@ -53,8 +53,11 @@ class ConsoleReporter:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
             due = time.monotonic() - self._last_report >= self._heartbeat_seconds
-            if due or any(self._pending.values()) or self._progress != self._progress_sent:
+            if due or self._has_news():
                 await self.flush()
+
+    def _has_news(self) -> bool:
+        return any(self._pending.values()) or self._progress != self._progress_sent
 
     async def flush(self) -> None:
         """Send what is pending; kept for the next try if the API cannot be reached."""
@@ -84,4 +87,5 @@ class ConsoleReporter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.flush()
+        if self._has_news():  # the final state follows at once: no heartbeat needed
+            await self.flush()
