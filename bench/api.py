@@ -1,9 +1,9 @@
 """Benchmark 3 — API throughput and latency at concurrency 16.
 
-The service runs distributed (PostgreSQL, Redis, local artifact folder, no worker):
-``workflow-service serve`` with 2 uvicorn processes and no access log. ``wrk``
-(2 threads, 16 connections, a warm-up then BENCH_API_SECONDS of measurement per
-scenario) drives, in this order:
+The service runs distributed (PostgreSQL, Redis, local artifact folder, no worker: runs
+stay NOT_STARTED): ``workflow-service serve`` with 2 uvicorn processes and no access log.
+``wrk`` (16 connections on 2 threads, a 2 s warm-up, then BENCH_API_SECONDS (8) of
+measurement per scenario) drives, in this order:
 
 - baseline: a bare FastAPI app (baseline_app.py, also 2 uvicorn processes) doing
   one primary-key SELECT of a run on the same database;
@@ -11,14 +11,19 @@ scenario) drives, in this order:
 - create run: JSON body with 2 URL inputs, committed and enqueued on Redis;
 - list runs: the first page (``?limit=20``) of a pipeline holding 10,000 runs, then
   again once 90,000 more are added (100,000); each run has 4 states, 2 inputs,
-  2 artifacts and a 4 KB console, inserted directly in PostgreSQL and ANALYZEd;
+  2 artifacts and a 4 KB console, inserted directly in PostgreSQL (then VACUUM ANALYZE);
 - console append: 10 KB of stdout per request (worker key) spread over 1,024 RUNNING
   runs whose consoles start empty, each request at its run's next offset; then the
   same on 64 runs whose stdout is already at the 1 MiB cap (MAX_CONSOLE_BYTES), as a
   worker's long run reaches after ~50 s of output (informative, no target).
 
+Besides req/s and latency, each row shows the CPU time per request of the server's
+processes and of the PostgreSQL backends of the benchmark's database, read from /proc:
+on a shared 2-core machine they vary far less than req/s.
+
 Targets: GET run >= 0.5 x baseline req/s; list p50 <= 20 ms (10k) and <= 40 ms (100k).
-Needs wrk: ``apt-get install -y wrk``.
+That no request's statement count grows with its rows is tests/runs/test_query_counts.py.
+Needs wrk: ``apt-get install -y wrk``. Run from bench/: ``../.venv/bin/python api.py``.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import asyncpg
@@ -77,11 +82,15 @@ class Measured:
     p50_ms: float
     p99_ms: float
     requests: int
+    app_cpu_ms: float = 0.0
+    """CPU time of the server's processes per request."""
+    db_cpu_ms: float = 0.0
+    """CPU time of the PostgreSQL backends of the benchmark's database per request."""
 
 
 def console_text(chars: int, seed: int) -> str:
-    """Console-like lines of random hex: pglz (4 KB window) finds nothing to compress in
-    it, like varied engine output."""
+    """Console-like lines (a counter, a phrase, random hex) that compress little, like
+    varied engine output (a repeated line would shrink to nothing in PostgreSQL)."""
     generator = random.Random(seed)  # noqa: S311 - filler text, not a secret
     lines: list[str] = []
     length = 0
@@ -104,6 +113,7 @@ def wrk_binary() -> str:
 
 
 def lua_string(text: str) -> str:
+    """A Lua long string literal: ``text`` as is, no escapes."""
     level = "=" * 3
     assert f"]{level}]" not in text
     return f"[{level}[{text}]{level}]"
@@ -113,6 +123,7 @@ def static_script(key: str | None, method: str = "GET", body: str | None = None)
     """Every request the same: ``method``, the API key header, a JSON ``body``."""
     lines = [f"wrk.method = {lua_string(method)}"]
     if key is not None:
+        # The spaces matter: "[[" would open a long string.
         lines.append(f"wrk.headers[ {lua_string(HEADER)} ] = {lua_string(key)}")
     if body is not None:
         lines += [
@@ -123,8 +134,9 @@ def static_script(key: str | None, method: str = "GET", body: str | None = None)
 
 
 def console_script(key: str, runs: Sequence[tuple[str, int]], chunk: str) -> str:
-    """POST 10 KB console chunks: each wrk thread cycles over its half of ``runs``
-    (path, next offset) and advances each run's offset as it sends."""
+    """POST 10 KB console chunks. Run with one connection per wrk thread: each thread
+    cycles over its share of ``runs`` (path, next offset), one request at a time, and
+    advances a run's offset as it sends (a chunk ahead of the stored console is a 400)."""
     entries = ",\n".join(f"  {{{lua_string(path)}, {offset}}}" for path, offset in runs)
     return (
         static_script(key, "POST")
@@ -141,14 +153,20 @@ local mine, offsets, turn = {}, {}, 0
 function init(args)
   for i, run in ipairs(runs) do
     if (i - 1) % """
-        + str(THREADS)
+        + str(CONNECTIONS)
         + """ == tid then
       mine[#mine + 1] = run[1]
       offsets[#mine] = run[2]
     end
   end
 end
+local checked = false
 function request()
+  if tid == 0 and not checked then
+    -- wrk builds thread 0's first request to check the script and never sends it
+    checked = true
+    return wrk.format(nil, mine[1], nil, "{}")
+  end
   turn = turn % #mine + 1
   local offset = offsets[turn]
   offsets[turn] = offset + size
@@ -159,7 +177,7 @@ local told = false
 function response(status, headers, body)
   if status >= 300 and not told then
     told = true
-    io.stderr:write(status .. " " .. body .. "\n")
+    io.stderr:write(status .. " " .. body .. "\\n")
   end
 end
 """
@@ -176,14 +194,14 @@ def _latency_ms(output: str, percent: int) -> float:
     return float(found.group(1)) * _UNITS[found.group(2)]
 
 
-def run_wrk(name: str, url: str, script: str, seconds: int) -> Measured:
+def run_wrk(name: str, url: str, script: str, seconds: int, threads: int) -> Measured:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:
         file.write(script)
     try:
         completed = subprocess.run(
             [
                 wrk_binary(),
-                f"-t{THREADS}",
+                f"-t{threads}",
                 f"-c{CONNECTIONS}",
                 f"-d{seconds}s",
                 "--timeout",
@@ -201,7 +219,7 @@ def run_wrk(name: str, url: str, script: str, seconds: int) -> Measured:
         Path(file.name).unlink()
     output = completed.stdout
     if completed.stderr.strip():  # a Lua error: wrk goes on with the default request
-        raise RuntimeError(f"{name}: wrk: {completed.stderr}")
+        raise RuntimeError(f"{name}: wrk: {completed.stderr}\n{output}")
     failed = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors = re.search(r"Socket errors: (.*)", output)
     if failed or errors:
@@ -219,13 +237,80 @@ def run_wrk(name: str, url: str, script: str, seconds: int) -> Measured:
     )
 
 
-def measure(name: str, url: str, script: str, *, warm_up: bool = True) -> Measured:
+# --- CPU per request (the machine may be shared: req/s alone is noisy) -----------------
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds of all its threads) of a live process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def tree_cpu(root: int) -> dict[int, float]:
+    """CPU seconds of ``root`` and each of its descendants (uvicorn's workers)."""
+    stats = {
+        int(entry.name): found
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and (found := _stat(int(entry.name))) is not None
+    }
+    tree, pending = {}, [root]
+    while pending:
+        pid = pending.pop()
+        if pid in stats:
+            tree[pid] = stats[pid][1]
+            pending.extend(child for child, (parent, _) in stats.items() if parent == pid)
+    return tree
+
+
+async def backends_cpu() -> dict[int, float]:
+    """CPU seconds of the PostgreSQL backends connected to the benchmark's database."""
+    connection = await asyncpg.connect(_dsn())
+    try:
+        rows = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            DATABASE,
+        )
+    finally:
+        await connection.close()
+    return {row["pid"]: found[1] for row in rows if (found := _stat(row["pid"])) is not None}
+
+
+def _spent(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+async def measure(
+    name: str,
+    url: str,
+    script: str,
+    server: int,
+    *,
+    warm_up: bool = True,
+    threads: int = THREADS,
+) -> Measured:
+    """wrk on ``url`` (a warm-up run first), and the CPU the ``server`` process tree and
+    the database spent per request."""
     if warm_up:
-        run_wrk(name, url, script, WARM_UP_SECONDS)
-    measured = run_wrk(name, url, script, SECONDS)
+        await asyncio.to_thread(run_wrk, name, url, script, WARM_UP_SECONDS, threads)
+    app, database = tree_cpu(server), await backends_cpu()
+    measured = await asyncio.to_thread(run_wrk, name, url, script, SECONDS, threads)
+    app_spent = _spent(app, tree_cpu(server))
+    database_spent = _spent(database, await backends_cpu())
+    measured = replace(
+        measured,
+        app_cpu_ms=1000 * app_spent / measured.requests,
+        db_cpu_ms=1000 * database_spent / measured.requests,
+    )
     print(
         f"  {name}: {measured.rps:.0f} req/s, p50 {measured.p50_ms:.1f} ms, "
-        f"p99 {measured.p99_ms:.1f} ms",
+        f"p99 {measured.p99_ms:.1f} ms, CPU/request {measured.app_cpu_ms:.2f} ms server"
+        f" + {measured.db_cpu_ms:.2f} ms PostgreSQL",
         flush=True,
     )
     return measured
@@ -309,8 +394,9 @@ async def add_runs(
                 pipeline_id,
                 last,
             )
+        # As autovacuum would, but now: not in the middle of a measurement.
         for name in ("pipeline_run", "pipeline_run_state", "pipeline_run_input", "artifact"):
-            await connection.execute(f"ANALYZE {name}")
+            await connection.execute(f"VACUUM (ANALYZE) {name}")
     finally:
         await connection.close()
 
@@ -483,34 +569,36 @@ async def main() -> bool:
 
         baseline, baseline_url = start_baseline(stack, f"/runs/{await run_id(get_run)}")
         try:
-            results.append(measure("baseline", baseline_url, static_script(None)))
+            results.append(
+                await measure("baseline", baseline_url, static_script(None), baseline.pid)
+            )
         finally:
             stop(baseline)
 
-        api = stack.url
+        api, server = stack.url, stack.api.pid if stack.api else 0
         results.append(
-            measure(
+            await measure(
                 "GET run",
                 f"{api}/v1/pipelines/{get_pipeline}/runs/{get_run}",
                 static_script(client_key),
+                server,
             )
         )
         results.append(
-            measure(
+            await measure(
                 "create run",
                 f"{api}/v1/pipelines/{create_pipeline}/runs",
                 static_script(client_key, "POST", json.dumps(url_inputs(api))),
+                server,
             )
         )
         list_url = f"{api}/v1/pipelines/{list_pipeline}/runs?limit={PAGE}"
-        results.append(
-            measure(f"list runs ({LIST_RUNS // 1000}k)", list_url, static_script(client_key))
-        )
-        seconds = await add_list_runs(list_pipeline, LIST_RUNS + 1, LIST_RUNS_LARGE)
-        notes.append(f"{LIST_RUNS_LARGE - LIST_RUNS:,} runs inserted in {seconds:.1f} s")
-        results.append(
-            measure(f"list runs ({LIST_RUNS_LARGE // 1000}k)", list_url, static_script(client_key))
-        )
+        for runs in (LIST_RUNS, LIST_RUNS_LARGE):
+            if runs > LIST_RUNS:
+                seconds = await add_list_runs(list_pipeline, LIST_RUNS + 1, runs)
+                notes.append(f"{runs - LIST_RUNS:,} more runs inserted in {seconds:.1f} s")
+            name = f"list runs ({runs // 1000}k)"
+            results.append(await measure(name, list_url, static_script(client_key), server))
 
         chunk = console_text(CHUNK_CHARS, 4)
         for name, pipeline in (
@@ -519,7 +607,9 @@ async def main() -> bool:
         ):
             # No warm-up of its own: each run's offsets must be read right before.
             script = console_script(worker_key, await console_offsets(pipeline), chunk)
-            results.append(measure(name, api, script, warm_up=False))
+            results.append(
+                await measure(name, api, script, server, warm_up=False, threads=CONNECTIONS)
+            )
             received, kept = await console_sizes(pipeline)
             notes.append(
                 f"{name}: stdout per run after it {received / 1024:.0f} KiB received,"
@@ -527,14 +617,24 @@ async def main() -> bool:
             )
 
     print(
-        f"\nwrk: {THREADS} threads, {CONNECTIONS} connections, {WARM_UP_SECONDS} s warm-up"
-        f" + {SECONDS} s per scenario; API: 2 uvicorn processes, PostgreSQL"
+        f"\nwrk: {THREADS} threads ({CONNECTIONS} for the console), {CONNECTIONS} connections,"
+        f" {WARM_UP_SECONDS} s warm-up + {SECONDS} s per scenario; API and baseline:"
+        " 2 uvicorn processes each, PostgreSQL. CPU ms/request: the server's processes,"
+        " and the PostgreSQL backends of the benchmark's database."
     )
     print(
         table(
-            ["scenario", "req/s", "p50 ms", "p99 ms", "requests"],
+            ["scenario", "req/s", "p50 ms", "p99 ms", "requests", "server CPU", "db CPU"],
             [
-                [m.name, f"{m.rps:.0f}", f"{m.p50_ms:.1f}", f"{m.p99_ms:.1f}", m.requests]
+                [
+                    m.name,
+                    f"{m.rps:.0f}",
+                    f"{m.p50_ms:.1f}",
+                    f"{m.p99_ms:.1f}",
+                    m.requests,
+                    f"{m.app_cpu_ms:.2f}",
+                    f"{m.db_cpu_ms:.2f}",
+                ]
                 for m in results
             ],
         )
@@ -542,12 +642,17 @@ async def main() -> bool:
     for note in notes:
         print(note)
     by_name = {m.name: m for m in results}
+    get, base = by_name["GET run"], by_name["baseline"]
+    print(
+        f"GET run costs {get.app_cpu_ms / base.app_cpu_ms:.1f}x the baseline's server CPU"
+        f" and {get.db_cpu_ms / base.db_cpu_ms:.1f}x its PostgreSQL CPU per request"
+    )
     return verdict(
         "api",
         [
             Target(
                 "GET run / baseline req/s",
-                by_name["GET run"].rps / by_name["baseline"].rps,
+                get.rps / base.rps,
                 0.5,
                 at_most=False,
                 unit="x",

@@ -79,6 +79,25 @@ async def test_upgrade_head_matches_models_and_downgrade_base_empties(
         await database.dispose()
 
 
+async def test_postgres_console_columns_are_stored_uncompressed(empty_postgres: str) -> None:
+    settings = Settings(database_url=empty_postgres)
+    database = db.create_database(settings)
+    try:
+        await db.upgrade(database, settings.database_url, "head")
+        async with database.engine.connect() as connection:
+            storage = dict(
+                (
+                    await connection.exec_driver_sql(
+                        "SELECT attname, attstorage::text FROM pg_attribute WHERE attrelid = "
+                        "'pipeline_run'::regclass AND attname IN ('std_out', 'std_err')"
+                    )
+                ).all()
+            )
+        assert storage == {"std_out": "e", "std_err": "e"}  # EXTERNAL: no pglz per append
+    finally:
+        await database.dispose()
+
+
 async def test_postgres_not_at_head_is_refused_with_instructions(empty_postgres: str) -> None:
     settings = Settings(database_url=empty_postgres)
     database = db.create_database(settings)

@@ -63,7 +63,7 @@ class Page:
         return rows
 
 
-def page_params(
+async def page_params(
     limit: Annotated[
         int | None,
         Query(

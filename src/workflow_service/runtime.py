@@ -61,7 +61,7 @@ class Runtime:
     events: RunEvents = field(default_factory=RunEvents)
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 

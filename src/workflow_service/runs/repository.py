@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import defer, selectinload
 
 from workflow_service.pagination import Page
 from workflow_service.pipelines.models import Pipeline
@@ -17,6 +17,10 @@ FULL_RUN = (
     selectinload(PipelineRun.states),
     selectinload(PipelineRun.inputs),
     selectinload(PipelineRun.artifacts),
+    # A run's JSON never shows its console (up to MAX_CONSOLE_BYTES per stream): loading
+    # it made a page of 20 runs with full consoles ~3x slower (bench/api.py).
+    defer(PipelineRun.std_out, raiseload=True),
+    defer(PipelineRun.std_err, raiseload=True),
 )
 
 
