@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PG_TEST_URL := postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint bench migrate revision downgrade openapi dev worker compose-up
+.PHONY: help install run test lint bench docs migrate revision downgrade openapi dev worker compose-up
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ downgrade: $(STAMP)  ## One migration step down
 
 openapi: $(STAMP)  ## Write the OpenAPI document to docs/openapi.json
 	$(BIN)/workflow-service openapi > docs/openapi.json
+
+docs: $(STAMP)  ## Regenerate docs/configuration-reference.md from the settings class
+	$(BIN)/python -c 'from workflow_service.settings import reference_markdown as r; print(r(), end="")' > docs/configuration-reference.md
 
 # The API (auto-reload) and one arq worker; a dev worker key is made when WORKER_API_TOKEN is unset.
 dev: $(STAMP)  ## API with auto-reload plus one arq worker (DATABASE_URL, REDIS_URL)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from workflow_service.settings import SettingsError, load_settings
+from workflow_service.settings import Settings, SettingsError, load_settings, reference_markdown
 
 
 @pytest.fixture(autouse=True)
@@ -68,3 +70,10 @@ def test_bad_value_is_one_line_naming_the_setting(
     message = str(raised.value)
     assert "\n" not in message
     assert named in message
+
+
+def test_every_setting_is_described_and_the_reference_is_current() -> None:
+    undocumented = [name for name, info in Settings.model_fields.items() if not info.description]
+    assert undocumented == []
+    committed = (Path(__file__).parents[1] / "docs" / "configuration-reference.md").read_text()
+    assert committed == reference_markdown(), "run `make docs`"

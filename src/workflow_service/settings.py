@@ -42,20 +42,61 @@ class Settings(BaseSettings):
             description="Redis for the arq queue; unset means in-process execution.",
         ),
     ] = None
-    s3_access_key_id: Annotated[str | None, Field(validation_alias="S3_ACCESS_KEY_ID")] = None
-    s3_secret_access_key: Annotated[str | None, Field(validation_alias="S3_SECRET_ACCESS_KEY")] = (
-        None
-    )
-    s3_endpoint_url: Annotated[str | None, Field(validation_alias="S3_ENDPOINT_URL")] = None
-    s3_region_name: Annotated[str, Field(validation_alias="S3_REGION_NAME")] = "us-east-1"
-    s3_bucket: Annotated[str, Field(validation_alias="S3_BUCKET", min_length=3)] = (
-        "workflow-service"
-    )
+    s3_access_key_id: Annotated[
+        str | None,
+        Field(
+            validation_alias="S3_ACCESS_KEY_ID",
+            description="Access key of the S3-compatible object storage.",
+        ),
+    ] = None
+    s3_secret_access_key: Annotated[
+        str | None,
+        Field(
+            validation_alias="S3_SECRET_ACCESS_KEY",
+            description="Secret key of the S3-compatible object storage.",
+        ),
+    ] = None
+    s3_endpoint_url: Annotated[
+        str | None,
+        Field(
+            validation_alias="S3_ENDPOINT_URL",
+            description="Endpoint of the S3-compatible storage (MinIO, moto…); unset: AWS.",
+        ),
+    ] = None
+    s3_region_name: Annotated[
+        str, Field(validation_alias="S3_REGION_NAME", description="Region of the S3 bucket.")
+    ] = "us-east-1"
+    s3_bucket: Annotated[
+        str,
+        Field(
+            validation_alias="S3_BUCKET",
+            description="Bucket for artifacts and uploads; created at start when missing.",
+            min_length=3,
+        ),
+    ] = "workflow-service"
     s3_presigned_timeout: Annotated[
-        int, Field(validation_alias="S3_PRESIGNED_TIMEOUT", ge=1, le=604800)
+        int,
+        Field(
+            validation_alias="S3_PRESIGNED_TIMEOUT",
+            description="Lifetime of presigned artifact download URLs, in seconds.",
+            ge=1,
+            le=604800,
+        ),
     ] = 604800
-    worker_api_server: Annotated[str | None, Field(validation_alias="WORKER_API_SERVER")] = None
-    worker_api_token: Annotated[str | None, Field(validation_alias="WORKER_API_TOKEN")] = None
+    worker_api_server: Annotated[
+        str | None,
+        Field(
+            validation_alias="WORKER_API_SERVER",
+            description="For `workflow-service worker`: the API it reports to.",
+        ),
+    ] = None
+    worker_api_token: Annotated[
+        str | None,
+        Field(
+            validation_alias="WORKER_API_TOKEN",
+            description="For `workflow-service worker`: its PIPELINES_WORKER key.",
+        ),
+    ] = None
     max_content_length: Annotated[
         int,
         Field(
@@ -107,17 +148,38 @@ class Settings(BaseSettings):
         ),
     ] = None
     run_timeout_seconds: Annotated[
-        int, Field(validation_alias="RUN_TIMEOUT_SECONDS", ge=1, le=7 * 24 * 3600)
+        int,
+        Field(
+            validation_alias="RUN_TIMEOUT_SECONDS",
+            description="A run's time limit when its pipeline sets no `timeout_seconds`.",
+            ge=1,
+            le=7 * 24 * 3600,
+        ),
     ] = 3600
     run_max_cpu_seconds: Annotated[
-        int | None, Field(validation_alias="RUN_MAX_CPU_SECONDS", ge=1)
+        int | None,
+        Field(
+            validation_alias="RUN_MAX_CPU_SECONDS",
+            description="CPU-time limit of the engine process (unset: none).",
+            ge=1,
+        ),
     ] = None
     run_max_memory_bytes: Annotated[
-        int | None, Field(validation_alias="RUN_MAX_MEMORY_BYTES", ge=64 * 1024**2)
+        int | None,
+        Field(
+            validation_alias="RUN_MAX_MEMORY_BYTES",
+            description="Address-space limit of the engine process.",
+            ge=64 * 1024**2,
+        ),
     ] = 8 * GIB
-    run_max_file_bytes: Annotated[int, Field(validation_alias="RUN_MAX_FILE_BYTES", ge=1024**2)] = (
-        4 * GIB
-    )
+    run_max_file_bytes: Annotated[
+        int,
+        Field(
+            validation_alias="RUN_MAX_FILE_BYTES",
+            description="Largest single file the engine may write.",
+            ge=1024**2,
+        ),
+    ] = 4 * GIB
     run_max_output_bytes: Annotated[
         int,
         Field(
@@ -143,7 +205,14 @@ class Settings(BaseSettings):
             ),
         ),
     ] = "auto"
-    worker_concurrency: Annotated[int, Field(validation_alias="WORKER_CONCURRENCY", ge=1)] = 2
+    worker_concurrency: Annotated[
+        int,
+        Field(
+            validation_alias="WORKER_CONCURRENCY",
+            description="Runs at once per worker (or in the embedded API).",
+            ge=1,
+        ),
+    ] = 2
     worker_shutdown_grace_seconds: Annotated[
         int,
         Field(
@@ -156,7 +225,13 @@ class Settings(BaseSettings):
         ),
     ] = 30
     heartbeat_seconds: Annotated[
-        float, Field(validation_alias="HEARTBEAT_SECONDS", gt=0, le=60)
+        float,
+        Field(
+            validation_alias="HEARTBEAT_SECONDS",
+            description="A running run reports at least this often, console or not.",
+            gt=0,
+            le=60,
+        ),
     ] = 5.0
     heartbeat_timeout_seconds: Annotated[
         float,
@@ -174,24 +249,77 @@ class Settings(BaseSettings):
             description="How long a worker retries an artifact upload while storage is down.",
         ),
     ] = 60.0
-    run_max_attempts: Annotated[int, Field(validation_alias="RUN_MAX_ATTEMPTS", ge=1, le=10)] = 2
+    run_max_attempts: Annotated[
+        int,
+        Field(
+            validation_alias="RUN_MAX_ATTEMPTS",
+            description="Starts of a run before a lost worker fails it.",
+            ge=1,
+            le=10,
+        ),
+    ] = 2
     reconcile_seconds: Annotated[
-        float, Field(validation_alias="RECONCILE_SECONDS", gt=0, le=600)
+        float,
+        Field(
+            validation_alias="RECONCILE_SECONDS",
+            description=(
+                "How often the API re-enqueues waiting runs, recovers lost ones and "
+                "advances workflows."
+            ),
+            gt=0,
+            le=600,
+        ),
     ] = 10.0
     queue_poll_seconds: Annotated[
-        float, Field(validation_alias="QUEUE_POLL_SECONDS", gt=0, le=5)
+        float,
+        Field(
+            validation_alias="QUEUE_POLL_SECONDS",
+            description=(
+                "How often an idle arq worker looks for jobs (arq's own 0.5 s adds that "
+                "much latency)."
+            ),
+            gt=0,
+            le=5,
+        ),
     ] = 0.05
-    input_url_allow_private: Annotated[bool, Field(validation_alias="INPUT_URL_ALLOW_PRIVATE")] = (
-        False
-    )
-    callback_url_allow_private: Annotated[
-        bool, Field(validation_alias="CALLBACK_URL_ALLOW_PRIVATE")
+    input_url_allow_private: Annotated[
+        bool,
+        Field(
+            validation_alias="INPUT_URL_ALLOW_PRIVATE",
+            description="Let URL inputs reach loopback, private, link-local, metadata addresses.",
+        ),
     ] = False
-    input_max_bytes: Annotated[int, Field(validation_alias="INPUT_MAX_BYTES", ge=1)] = GIB
-    max_inputs_per_run: Annotated[int, Field(validation_alias="MAX_INPUTS_PER_RUN", ge=1)] = 100
-    max_console_bytes: Annotated[int, Field(validation_alias="MAX_CONSOLE_BYTES", ge=1024)] = (
-        1024**2
-    )
+    callback_url_allow_private: Annotated[
+        bool,
+        Field(
+            validation_alias="CALLBACK_URL_ALLOW_PRIVATE",
+            description="Let `callback_url` reach private addresses (as INPUT_URL_ALLOW_PRIVATE).",
+        ),
+    ] = False
+    input_max_bytes: Annotated[
+        int,
+        Field(
+            validation_alias="INPUT_MAX_BYTES",
+            description="Largest input file (URL or upload).",
+            ge=1,
+        ),
+    ] = GIB
+    max_inputs_per_run: Annotated[
+        int,
+        Field(
+            validation_alias="MAX_INPUTS_PER_RUN",
+            description="Most inputs (files and URLs) one run may have.",
+            ge=1,
+        ),
+    ] = 100
+    max_console_bytes: Annotated[
+        int,
+        Field(
+            validation_alias="MAX_CONSOLE_BYTES",
+            description="Per console stream; beyond it the head and the tail are kept.",
+            ge=1024,
+        ),
+    ] = 1024**2
     webhook_secret: Annotated[
         str | None,
         Field(
@@ -199,8 +327,13 @@ class Settings(BaseSettings):
             description="Standard Webhooks signing secret (`whsec_` + base64); unset: unsigned.",
         ),
     ] = None
-    host: Annotated[str, Field(validation_alias="HOST", min_length=1)] = "127.0.0.1"
-    port: Annotated[int, Field(validation_alias="PORT", ge=0, le=65535)] = 8000
+    host: Annotated[
+        str, Field(validation_alias="HOST", description="Where `serve` listens.", min_length=1)
+    ] = "127.0.0.1"
+    port: Annotated[
+        int,
+        Field(validation_alias="PORT", description="The port `serve` listens on.", ge=0, le=65535),
+    ] = 8000
     web_concurrency: Annotated[
         int,
         Field(
@@ -213,11 +346,25 @@ class Settings(BaseSettings):
             ),
         ),
     ] = 1
-    access_log: Annotated[bool, Field(validation_alias="ACCESS_LOG")] = True
+    access_log: Annotated[
+        bool,
+        Field(
+            validation_alias="ACCESS_LOG",
+            description="uvicorn's access log (it costs CPU per request).",
+        ),
+    ] = True
     log_level: Annotated[
-        Literal["debug", "info", "warning", "error"], Field(validation_alias="LOG_LEVEL")
+        Literal["debug", "info", "warning", "error"],
+        Field(validation_alias="LOG_LEVEL", description="`debug`, `info`, `warning` or `error`."),
     ] = "info"
-    database_pool_size: Annotated[int, Field(validation_alias="DATABASE_POOL_SIZE", ge=1)] = 20
+    database_pool_size: Annotated[
+        int,
+        Field(
+            validation_alias="DATABASE_POOL_SIZE",
+            description="PostgreSQL connections per API process (as many again may overflow).",
+            ge=1,
+        ),
+    ] = 20
     credentials_file: Annotated[
         Path,
         Field(
@@ -298,3 +445,36 @@ def load_settings() -> Settings:
         error = exc.errors()[0]
         name = _named(str(error["loc"][0])) if error["loc"] else "settings"
         raise SettingsError(f"invalid setting {name}: {error['msg']}") from None
+
+
+def _shown_default(field: str) -> str:
+    info = Settings.model_fields[field]
+    value = info.get_default(call_default_factory=True)
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, int) and (field.endswith("_bytes") or field == "max_content_length"):
+        for unit, size in (("GiB", GIB), ("MiB", 1024**2)):
+            if value % size == 0:
+                return f"`{value}` ({value // size} {unit})"
+    return f"`{value}`"
+
+
+def reference_markdown() -> str:
+    """docs/configuration-reference.md, generated from this class (`make docs`)."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `src/workflow_service/settings.py` by `make docs`; do not edit.",
+        "Every setting is an environment variable; a second name is the 2020 service's.",
+        "How they are read: [configuration.md](configuration.md).",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+    ]
+    for field, info in Settings.model_fields.items():
+        names = " or ".join(f"`{name}`" for name in _variable_names(field))
+        description = (info.description or "").replace("|", "\\|")
+        lines.append(f"| {names} | {_shown_default(field)} | {description} |")
+    return "\n".join(lines) + "\n"
