@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 
@@ -63,9 +61,8 @@ async def _stream(client: httpx.AsyncClient, url: str, seen: dict[int, float]) -
 
 
 async def main() -> bool:
-    folder = Path(tempfile.mkdtemp(prefix="wfs-console-"))
-    repository = script_repository(folder / "repository", SCRIPT)
     with distributed() as stack:
+        repository = script_repository(stack.folder / "repository", SCRIPT)
         stack.start_api()
         stack.start_worker(concurrency=1)
         await stack.wait_workers()

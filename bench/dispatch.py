@@ -32,7 +32,11 @@ def _when(run: dict[str, object], state: str) -> datetime:
 
 
 async def main() -> bool:
-    root = Path(tempfile.mkdtemp(prefix="wfs-direct-"))
+    with tempfile.TemporaryDirectory(prefix="wfs-direct-") as scratch:
+        return await measure(Path(scratch))
+
+
+async def measure(root: Path) -> bool:
     with distributed() as stack:
         stack.start_api()
         stack.start_worker(concurrency=1)

@@ -171,7 +171,7 @@ class Stack:
     client_key: str
     env: dict[str, str]
     folder: Path
-    s3_endpoint: str | None
+    s3_endpoint: str | None = None
     api: subprocess.Popen[bytes] | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     others: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -313,30 +313,23 @@ def distributed(*, s3: bool = True, extra_env: dict[str, str] | None = None) -> 
         | (extra_env or {})
     )
     _flush_redis()
-    moto: subprocess.Popen[bytes] | None = None
-    s3_endpoint = None
-    if s3:
-        moto, s3_endpoint = _start_moto(folder)
-        env |= {
-            "S3_ENDPOINT_URL": s3_endpoint,
-            "S3_ACCESS_KEY_ID": "bench",
-            "S3_SECRET_ACCESS_KEY": "bench",
-            "S3_BUCKET": "workflow-bench",
-        }
-    else:
-        env["STORAGE_URL"] = str(folder / "artifacts")
-    subprocess.run([SERVICE, "migrate"], env=env, check=True, capture_output=True)
-    env["WORKER_API_TOKEN"] = _key(env, "PIPELINES_WORKER")
-    stack = Stack(
-        url=f"http://127.0.0.1:{port}",
-        client_key=_key(env, "PIPELINES_CLIENT"),
-        env=env,
-        folder=folder,
-        s3_endpoint=s3_endpoint,
-        others=[moto] if moto else [],
-    )
+    stack = Stack(url=f"http://127.0.0.1:{port}", client_key="", env=env, folder=folder)
     failed = False
     try:
+        if s3:
+            moto, stack.s3_endpoint = _start_moto(folder)
+            stack.others.append(moto)
+            env |= {
+                "S3_ENDPOINT_URL": stack.s3_endpoint,
+                "S3_ACCESS_KEY_ID": "bench",
+                "S3_SECRET_ACCESS_KEY": "bench",
+                "S3_BUCKET": "workflow-bench",
+            }
+        else:
+            env["STORAGE_URL"] = str(folder / "artifacts")
+        subprocess.run([SERVICE, "migrate"], env=env, check=True, capture_output=True)
+        env["WORKER_API_TOKEN"] = _key(env, "PIPELINES_WORKER")
+        stack.client_key = _key(env, "PIPELINES_CLIENT")
         yield stack
     except BaseException:
         failed = True

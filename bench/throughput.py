@@ -59,7 +59,11 @@ async def _measure(
 
 
 async def main() -> bool:
-    root = Path(tempfile.mkdtemp(prefix="wfs-direct-"))
+    with tempfile.TemporaryDirectory(prefix="wfs-direct-") as scratch:
+        return await measure(Path(scratch))
+
+
+async def measure(root: Path) -> bool:
     with distributed() as stack:
         stack.start_api()
         stack.start_worker(concurrency=SLOTS)
