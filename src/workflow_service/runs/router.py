@@ -448,7 +448,12 @@ async def register_artifact(
     responses={
         200: {
             # The artifact's own content type (text/csv, image/png...), as it was uploaded.
-            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            # application/octet-stream is named too: generators (openapi-python-client)
+            # skip a response whose only media type is the */* range.
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "*/*": {"schema": {"type": "string", "format": "binary"}},
+            },
             "description": "The file, with the content type it was uploaded with",
         },
         307: {"description": "Redirect to a presigned URL"},
