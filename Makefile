@@ -28,9 +28,13 @@ run: $(STAMP)  ## Serve the embedded default: SQLite, local folder, in-process r
 # PostgreSQL joins the test run when it answers on 127.0.0.1:5432 (CI=true requires it).
 # Runs are sandboxed with bubblewrap and tests/test_sandbox.py fails under CI=true without
 # it, so a root shell with apt-get (the Debian CI machines) installs it when it is missing.
+# The browser tests drive Debian's chromium with Playwright (never `playwright install`):
+# installed the same way; screenshots go to $TEST_ARTIFACTS_DIR (default test-artifacts/).
 test: $(STAMP)  ## Run the whole test suite
 	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq bubblewrap; } \
 		|| echo "bwrap is missing: the sandbox tests skip (and fail under CI=true)"
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium; } \
+		|| echo "chromium is missing: the browser tests (tests/browser) skip (and fail under CI=true)"
 	@if [ -z "$$TEST_DATABASE_URL" ] && $(BIN)/python -c 'import socket; socket.create_connection(("127.0.0.1", 5432), 2).close()' 2>/dev/null; then \
 		export TEST_DATABASE_URL=$(PG_TEST_URL); \
 	fi; \

@@ -51,14 +51,16 @@ def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
 
 
 class Server:
+    """`workflow-service serve` as a process; ``stop()`` answers its stdout and stderr."""
+
     def __init__(self, cwd: Path, port: int, **env: str) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.process = subprocess.Popen(
             [COMMAND, "serve"],
             cwd=cwd,
-            env=environment(PORT=str(port), ACCESS_LOG="false", **env),
+            env=environment(**({"PORT": str(port), "ACCESS_LOG": "false"} | env)),
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE,
             text=True,
         )
         deadline = time.monotonic() + 30
@@ -71,11 +73,11 @@ class Server:
                 time.sleep(0.1)
         raise AssertionError(f"server did not start: {self.stop()}")
 
-    def stop(self) -> str:
+    def stop(self) -> tuple[str, str]:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        output, _ = self.process.communicate(timeout=20)
-        return output
+        stdout, stderr = self.process.communicate(timeout=20)
+        return stdout, stderr
 
 
 @pytest.fixture
@@ -99,7 +101,7 @@ def test_serve_embedded_default_creates_prints_and_saves_one_key(server_dir: Pat
         assert httpx.get(f"{server.url}/docs").status_code == 200
         assert httpx.get(f"{server.url}/readyz").status_code == 200
     finally:
-        output = server.stop()
+        output = "".join(server.stop())
     assert f"API_TOKEN={key}" in output
     assert str(credentials) in output
     assert (server_dir / "workflow-service.db").exists()
@@ -108,7 +110,7 @@ def test_serve_embedded_default_creates_prints_and_saves_one_key(server_dir: Pat
     try:
         assert httpx.get(f"{again.url}/v1/pipelines", headers=headers).status_code == 200
     finally:
-        second_output = again.stop()
+        second_output = "".join(again.stop())
     assert "API_TOKEN=" not in second_output
     assert json.loads(credentials.read_text())["api_key"] == key
 

@@ -16,6 +16,17 @@ from workflow_service.auth.models import Permission
 from workflow_service.settings import Settings
 
 PUBLIC = {"/healthcheck", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# Prometheus scrapers hold no key (docs/deployment.md#metrics-and-logs; METRICS_ENABLED).
+PUBLIC |= {"/metrics"}
+# The dashboard's page shells and static files; its fragments (/ui/fragments/...) need a key.
+PUBLIC |= {
+    "/",
+    "/ui",
+    "/ui/pipelines/{pipeline_uuid}",
+    "/ui/pipelines/{pipeline_uuid}/runs/{run_uuid}",
+    "/ui/workflows/{workflow_uuid}",
+    "/ui/static/{path:path}",
+}
 
 
 def required_permission(route: APIRoute) -> Permission | None:

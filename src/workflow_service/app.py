@@ -14,11 +14,13 @@ from fastapi import FastAPI, HTTPException
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from workflow_service import __version__, health
+from workflow_service import __version__, health, metrics
 from workflow_service.auth.router import router as applications_router
 from workflow_service.auth.service import replace_embedded_worker_key
+from workflow_service.dashboard.router import router as dashboard_router
 from workflow_service.db import Database, create_database
 from workflow_service.errors import error_body, install_error_handlers
+from workflow_service.logs import RequestContext
 from workflow_service.outbound import outbound_client
 from workflow_service.pipelines.router import router as pipelines_router
 from workflow_service.queue import RunQueue
@@ -203,11 +205,16 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.state.database = database
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_content_length)
+    if settings.metrics_enabled:
+        app.add_middleware(metrics.HttpMetrics)
+        app.include_router(metrics.router)
+    app.add_middleware(RequestContext)  # outermost: every line of a request has its id
     app.include_router(health.router)
     app.include_router(pipelines_router)
     app.include_router(runs_router)
     app.include_router(artifacts_router)
     app.include_router(workflows_router)
     app.include_router(applications_router)
+    app.include_router(dashboard_router)
     app.openapi = lambda: _openapi_document(app)  # type: ignore[method-assign]
     return app

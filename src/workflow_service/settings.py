@@ -357,6 +357,23 @@ class Settings(BaseSettings):
         Literal["debug", "info", "warning", "error"],
         Field(validation_alias="LOG_LEVEL", description="`debug`, `info`, `warning` or `error`."),
     ] = "info"
+    log_format: Annotated[
+        Literal["text", "json"],
+        Field(
+            validation_alias="LOG_FORMAT",
+            description=(
+                "`text` for people, or `json`: one JSON object a line (timestamp, level, "
+                "logger, event, request_id, run_uuid…) for log collectors."
+            ),
+        ),
+    ] = "text"
+    metrics_enabled: Annotated[
+        bool,
+        Field(
+            validation_alias="METRICS_ENABLED",
+            description="Serve Prometheus metrics on `/metrics` (no key needed).",
+        ),
+    ] = True
     database_pool_size: Annotated[
         int,
         Field(
@@ -373,7 +390,7 @@ class Settings(BaseSettings):
         ),
     ] = Path(".workflow-service/credentials.json")
 
-    @field_validator("log_level", "container_runtime", mode="before")
+    @field_validator("log_level", "log_format", "container_runtime", mode="before")
     @classmethod
     def _normalise_choice(cls, value: object) -> object:
         if value == "":

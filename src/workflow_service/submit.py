@@ -1,33 +1,35 @@
-"""`workflow-service submit`: run a model on a server from the command line.
+"""Running and following runs from the command line (`submit`, `runs logs -f`, `workflows run`).
 
-Finds or creates a `gridlabd` pipeline named after the model, uploads the model
-and its companion files as the run's inputs, follows the run's live console
-stream (state and progress), and downloads the artifacts.
+`submit` finds or creates a `gridlabd` pipeline named after the model, uploads the
+model and its companion files as the run's inputs, follows the run's live console
+stream (state, progress, engine messages) and downloads the artifacts. Following
+draws a rich progress bar when the status stream is a terminal, and writes plain
+lines otherwise (logs, CI, pipes).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
-import httpx
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from workflow_service.auth.dependencies import API_KEY_HEADER
-from workflow_service.credentials import read_credentials
+from workflow_service.client import FINAL_STATES, Client, ClientError, Json
 
-FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED"}
-SERVER_VARIABLE = "WORKFLOW_SERVER"
-KEY_VARIABLE = "WORKFLOW_API_KEY"
-
-
-class SubmitError(Exception):
-    """A problem the user can fix; the message says which."""
+SubmitError = ClientError
+FAILED_TAIL_LINES = 20
 
 
 @dataclass(frozen=True)
@@ -49,37 +51,8 @@ def collect(path: Path, extra: list[Path]) -> Submission:
     return Submission(path, extra)
 
 
-def connection(server: str | None, key: str | None, credentials: Path) -> tuple[str, str]:
-    """Options first, then WORKFLOW_SERVER / WORKFLOW_API_KEY, then the credentials file."""
-    server = server or os.environ.get(SERVER_VARIABLE)
-    key = key or os.environ.get(KEY_VARIABLE)
-    if not server or not key:
-        saved = read_credentials(credentials)
-        server = server or saved.get("server")
-        key = key or saved.get("api_key")
-    if not server or not key:
-        raise SubmitError(
-            f"no server or key: pass --server and --key, set {SERVER_VARIABLE} and "
-            f"{KEY_VARIABLE}, or start `workflow-service serve` here once (it saves {credentials})"
-        )
-    return server, key
-
-
-def _checked(response: httpx.Response) -> Any:
-    if response.status_code >= 400:
-        try:
-            message = response.json().get("message", response.text)
-        except ValueError:
-            message = response.text
-        raise SubmitError(
-            f"{response.request.method} {response.request.url.path}: "
-            f"{response.status_code} {message}"
-        )
-    return response.json()
-
-
-def find_or_create_pipeline(client: httpx.Client, name: str, model: str) -> dict[str, Any]:
-    for pipeline in _checked(client.get("/v1/pipelines")):
+def find_or_create_pipeline(client: Client, name: str, model: str) -> Json:
+    for pipeline in client.pipelines():
         if pipeline["kind"] == "gridlabd" and pipeline["name"] == name:
             return dict(pipeline)
     body = {
@@ -88,114 +61,235 @@ def find_or_create_pipeline(client: httpx.Client, name: str, model: str) -> dict
         "model": model,
         "description": "created by workflow-service submit",
     }
-    return dict(_checked(client.post("/v1/pipelines", json=body)))
+    return client.create_pipeline(body)
 
 
-def start_run(
-    client: httpx.Client, pipeline_uuid: str, submission: Submission, defines: dict[str, str]
-) -> dict[str, Any]:
-    handles = [path.open("rb") for path in [submission.model, *submission.files]]
-    try:
-        files = [("files", (Path(handle.name).name, handle)) for handle in handles]
-        data = {"defines": json.dumps(defines)} if defines else None
-        return dict(
-            _checked(client.post(f"/v1/pipelines/{pipeline_uuid}/runs", files=files, data=data))
+def status_console(stream: TextIO | None = None) -> Console:
+    """Where status goes: stderr, plain (no colour, no markup) unless it is a terminal."""
+    return Console(file=stream or sys.stderr, highlight=False, emoji=False, soft_wrap=True)
+
+
+class PlainDisplay:
+    """Plain lines: ``state: X``, ``progress: N%`` every 10 %, console text as it comes."""
+
+    def __init__(self, status: Console | None, lines: IO[str] | None) -> None:
+        self.status, self.lines, self.shown = status, lines, -1
+        self.pending: dict[str, str] = {}  # a stream's last line, until it is complete
+
+    def __enter__(self) -> PlainDisplay:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for stream in list(self.pending):
+            self.text(stream, "\n")
+
+    def text(self, stream: str, text: str) -> None:
+        """Console text of ``stream`` (``std_out``/``std_err``), shown a whole line at a time."""
+        *complete, self.pending[stream] = (self.pending.pop(stream, "") + text).split("\n")
+        if not self.pending[stream]:
+            del self.pending[stream]
+        for line in complete:
+            self.line(line)
+
+    def line(self, line: str) -> None:
+        if self.lines is not None:
+            self.lines.write(line + "\n")
+            self.lines.flush()
+
+    def state(self, state: str) -> None:
+        if self.status is not None:
+            self.status.print(f"state: {state}", markup=False)
+
+    def progress(self, percent: int) -> None:
+        if self.status is not None and percent // 10 > self.shown // 10:
+            self.shown = percent
+            self.status.print(f"progress: {percent}%", markup=False)
+
+
+class BarDisplay(PlainDisplay):
+    """A rich progress bar (state as its label); console text printed above it."""
+
+    def __init__(self, status: Console, show_console: bool, label: str) -> None:
+        super().__init__(status, None)
+        self.show_console, self.label = show_console, label
+        self.bar = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            console=status,
+            transient=False,
         )
-    finally:
-        for handle in handles:
-            handle.close()
+        self.task = self.bar.add_task(f"{label} QUEUED", total=None)
+
+    def __enter__(self) -> BarDisplay:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        super().__exit__()
+        self.bar.stop()
+
+    def state(self, state: str) -> None:
+        self.bar.update(self.task, description=f"{self.label} {state}")
+        if state == "COMPLETED":
+            self.bar.update(self.task, total=100, completed=100)
+
+    def progress(self, percent: int) -> None:
+        self.bar.update(self.task, total=100, completed=percent)
+
+    def line(self, line: str) -> None:
+        if self.show_console:
+            self.bar.console.print(line, markup=False, highlight=False)
 
 
-def _events(client: httpx.Client, url: str) -> Iterator[tuple[str, str]]:
-    with client.stream("GET", url, timeout=httpx.Timeout(30, read=None)) as response:
-        if response.status_code != 200:
-            response.read()
-            _checked(response)
-        event, data = "message", []
-        for line in response.iter_lines():
-            if line.startswith("event:"):
-                event = line.split(":", 1)[1].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-            elif not line and data:
-                yield event, "\n".join(data)
-                event, data = "message", []
+def follow(
+    client: Client,
+    pipeline_uuid: str,
+    run_uuid: str,
+    *,
+    status: Console | None,
+    show_console: bool,
+    lines: TextIO | None = None,
+    bar: bool | None = None,
+) -> Json:
+    """Follow the run's live stream until it ends; answers the ended run.
+
+    ``status`` gets the state and progress (a bar when it is a terminal and ``bar`` is
+    not False; plain lines otherwise); console text goes to ``lines`` (default: the
+    status stream) when ``show_console``. A run that FAILED without its console shown
+    gets the last lines of its stderr printed.
+    """
+    fancy = status is not None and (status.is_terminal if bar is None else bar)
+    display: PlainDisplay
+    if fancy and status is not None:
+        display = BarDisplay(status, show_console, f"run {run_uuid[:8]}")
+    else:
+        target = lines or (status.file if status is not None else sys.stderr)
+        display = PlainDisplay(status, target if show_console else None)
+    with display:
+        for event in client.console_events(pipeline_uuid, run_uuid):
+            if event.event == "state":
+                display.state(event.data)
+            elif event.event == "progress" and event.data.isdigit():
+                display.progress(int(event.data))
+            elif event.event in {"std_out", "std_err"}:
+                display.text(event.event, event.data)
+    run = client.wait_run(pipeline_uuid, run_uuid)
+    if run["state"] == "FAILED" and not show_console and status is not None:
+        tail = client.console(pipeline_uuid, run_uuid)["std_err"].splitlines()
+        for line in tail[-FAILED_TAIL_LINES:]:
+            status.print(line, markup=False, highlight=False)
+    return run
 
 
-def follow(client: httpx.Client, pipeline_uuid: str, run_uuid: str, out: TextIO) -> dict[str, Any]:
-    """Print states, progress and the engine's messages until the run ends."""
-    run_url = f"/v1/pipelines/{pipeline_uuid}/runs/{run_uuid}"
-    shown = -1
-    try:
-        for event, data in _events(client, f"{run_url}/console/stream"):
-            if event == "state":
-                out.write(f"state: {data}\n")
-            elif event == "progress" and int(data) // 10 > shown // 10:
-                shown = int(data)
-                out.write(f"progress: {shown}%\n")
-            elif event in {"std_out", "std_err"}:
-                out.write(data if data.endswith("\n") else data + "\n")
-            elif event == "end":
-                break
-    except httpx.TransportError as exc:
-        out.write(f"(live stream lost: {exc}; polling)\n")
-    while True:
-        run = dict(_checked(client.get(run_url)))
-        if run["state"] in FINAL_STATES:
-            return run
-        time.sleep(1)
-
-
-def download(client: httpx.Client, run: dict[str, Any], folder: Path) -> list[Path]:
-    """Every artifact into ``folder``, keeping relative names, never writing outside it."""
+def download(client: Client, run: Json, folder: Path, names: list[str] | None = None) -> list[Path]:
+    """The run's artifacts (or those named) into ``folder``, never writing outside it."""
+    artifacts = run["artifacts"]
+    if names:
+        known = {artifact["name"] for artifact in artifacts}
+        missing = [name for name in names if name not in known]
+        if missing:
+            raise SubmitError(
+                f"run {run['uuid']} has no artifact {', '.join(map(repr, missing))} "
+                f"(it has: {', '.join(sorted(known)) or 'none'})"
+            )
+        artifacts = [artifact for artifact in artifacts if artifact["name"] in names]
     folder.mkdir(parents=True, exist_ok=True)
     root = folder.resolve()
     saved = []
-    for artifact in run["artifacts"]:
+    for artifact in artifacts:
         target = (root / artifact["name"]).resolve()
         if not target.is_relative_to(root):
             raise SubmitError(f"refusing artifact name {artifact['name']!r}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with client.stream(
-            "GET", f"/v1/artifacts/{artifact['uuid']}", follow_redirects=True
-        ) as response:
-            if response.status_code != 200:
-                response.read()
-                _checked(response)
-            with target.open("wb") as stream:
-                for chunk in response.iter_bytes():
-                    stream.write(chunk)
-        saved.append(target)
+        saved.append(client.download_artifact(artifact, target))
     return saved
 
 
+@dataclass
+class Submitted:
+    """What `submit` did; ``code`` is the process exit code."""
+
+    pipeline: Json
+    run: Json
+    code: int
+    downloaded: list[Path] = field(default_factory=list)
+
+    def as_json(self) -> Json:
+        return {
+            "pipeline": self.pipeline,
+            "run": self.run,
+            "downloaded": [str(path) for path in self.downloaded],
+        }
+
+
 def submit(
+    client: Client,
     path: Path,
     extra: list[Path],
     defines: dict[str, str],
     *,
-    server: str,
-    key: str,
     wait: bool,
     download_to: Path | None,
-    out: TextIO = sys.stderr,
-) -> int:
-    """Returns the process exit code: 0 when the run completed (or was only submitted)."""
+    status: Console | None,
+    show_console: bool | None = None,
+) -> Submitted:
+    """Start the run; with ``wait`` (or ``download_to``) follow it to its end.
+
+    ``status`` None is quiet (``--json``); ``show_console`` None shows the engine's
+    messages when the status is not a terminal (a log), not under a progress bar.
+    """
     submission = collect(path, extra)
-    with httpx.Client(base_url=server, headers={API_KEY_HEADER: key}, timeout=60) as client:
-        name = submission.model.stem[:50]
-        pipeline = find_or_create_pipeline(client, name, submission.model.name)
-        run = start_run(client, pipeline["uuid"], submission, defines)
-        out.write(f"run {run['uuid']} of pipeline {pipeline['uuid']} ({name})\n")
-        if not wait and download_to is None:
-            print(run["uuid"])
-            return 0
-        run = follow(client, pipeline["uuid"], run["uuid"], out)
-        if download_to is not None:
-            for saved in download(client, run, download_to):
-                out.write(f"downloaded {saved}\n")
+    name = submission.model.stem[:50]
+    pipeline = find_or_create_pipeline(client, name, submission.model.name)
+    run = client.start_run(pipeline["uuid"], [submission.model, *submission.files], defines)
+    say = status.print if status is not None else _quiet
+    say(f"run {run['uuid']} of pipeline {pipeline['uuid']} ({name})", markup=False)
+    if not wait and download_to is None:
+        return Submitted(pipeline, run, 0)
+    if show_console is None:
+        show_console = status is not None and not status.is_terminal
+    run = follow(client, pipeline["uuid"], run["uuid"], status=status, show_console=show_console)
+    result = Submitted(pipeline, run, 0 if run["state"] == "COMPLETED" else 1)
+    if download_to is not None:
+        result.downloaded = download(client, run, download_to)
+        for saved in result.downloaded:
+            say(f"downloaded {saved}", markup=False)
     if run["state"] != "COMPLETED":
-        out.write(f"run {run['state']}: {run.get('failure_reason') or ''}\n")
-        return 1
-    out.write("run COMPLETED\n")
-    return 0
+        say(f"run {run['state']}: {run.get('failure_reason') or ''}", markup=False)
+    else:
+        say("run COMPLETED", markup=False)
+    return result
+
+
+def _quiet(*_: Any, **__: Any) -> None:
+    return None
+
+
+def wait_workflow_run(
+    client: Client,
+    workflow_uuid: str,
+    workflow_run_uuid: str,
+    on_change: Callable[[str, str], None],
+    names: dict[str, str],
+    interval: float = 1.0,
+) -> Json:
+    """Poll a workflow run to its end, calling ``on_change(stage, state)`` on each change.
+
+    ``names`` maps pipeline uuids to the names shown; the workflow run itself is ``workflow``.
+    """
+    seen: dict[str, str] = {}
+    while True:
+        workflow_run = client.workflow_run(workflow_uuid, workflow_run_uuid)
+        for stage in workflow_run["workflow_pipeline_runs"]:
+            state = stage["pipeline_run"]["state"]
+            if seen.get(stage["uuid"]) != state:
+                seen[stage["uuid"]] = state
+                on_change(names.get(stage["pipeline_uuid"], stage["pipeline_uuid"]), state)
+        if seen.get("") != workflow_run["state"]:
+            seen[""] = workflow_run["state"]
+            on_change("workflow", workflow_run["state"])
+        if workflow_run["state"] in FINAL_STATES:
+            return workflow_run
+        time.sleep(interval)

@@ -51,6 +51,12 @@ class ArqQueue:
         except (RedisError, OSError) as exc:
             raise QueueUnavailable(f"cannot abort run {run_uuid}: {exc}") from exc
 
+    async def depth(self) -> int:
+        try:
+            return int(await self._pool.zcard(self._pool.default_queue_name))
+        except (RedisError, OSError) as exc:
+            raise QueueUnavailable(f"cannot read the queue depth: {exc}") from exc
+
     async def check(self) -> None:
         try:
             await asyncio.wait_for(self._pool.ping(), CHECK_TIMEOUT_SECONDS)

@@ -28,6 +28,9 @@ class RunQueue(Protocol):
         """Whether this process holds ``name`` for the next ``seconds`` (one reconciler
         among API replicas)."""
 
+    async def depth(self) -> int:
+        """Jobs in the queue, waiting or being executed (the /metrics queue depth)."""
+
     async def check(self) -> None:
         """Raise QueueUnavailable when the queue cannot be reached (readiness)."""
 

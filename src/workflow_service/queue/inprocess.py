@@ -40,6 +40,9 @@ class InProcessQueue:
         if task is not None:
             task.cancel()
 
+    async def depth(self) -> int:
+        return len(self._tasks)
+
     async def check(self) -> None:
         return None
 

@@ -89,3 +89,15 @@ async def find_artifact_named(session: AsyncSession, run_id: int, name: str) -> 
     return await session.scalar(
         select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name)
     )
+
+
+async def newest_runs(session: AsyncSession, pipeline_id: int, limit: int) -> Sequence[PipelineRun]:
+    """The pipeline's newest live runs, newest first, without consoles or relationships."""
+    query = (
+        _runs_of(pipeline_id)
+        .options(defer(PipelineRun.std_out, raiseload=True))
+        .options(defer(PipelineRun.std_err, raiseload=True))
+        .order_by(PipelineRun.id.desc())
+        .limit(limit)
+    )
+    return (await session.scalars(query)).all()

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflow_service.db import new_uuid, utcnow
 from workflow_service.errors import BadRequest, NotFound
+from workflow_service.metrics import observe_run_change
 from workflow_service.pipelines.models import Pipeline, PipelineFile
 from workflow_service.pipelines.repository import list_files
 from workflow_service.pipelines.service import get_pipeline, remove_objects
@@ -197,7 +198,11 @@ async def enqueue(runtime: Runtime, pipeline: Pipeline, run: PipelineRun) -> Non
     try:
         await runtime.queue.enqueue(pipeline.uuid, run.uuid, run.attempt)
     except QueueUnavailable as exc:
-        logger.warning("%s; the reconciler will enqueue it later", exc)
+        logger.warning(
+            "%s; the reconciler will enqueue it later",
+            exc,
+            extra={"run_uuid": run.uuid, "pipeline_uuid": pipeline.uuid},
+        )
 
 
 def announce(runtime: Runtime, run: PipelineRun, states: Sequence[PipelineRunState]) -> None:
@@ -264,6 +269,7 @@ async def change_state(
     """Apply a state change decided by the state machine; the same state again is a no-op.
     Answers the run's row as it is now (relationships not loaded)."""
     pipeline_id, run_uuid = pipeline.id, run.uuid  # a rollback expires the objects
+    names = {"run_uuid": run_uuid, "pipeline_uuid": pipeline.uuid}
     for _ in range(CAS_ATTEMPTS):
         stale = claim_refusal(RunState(run.state), run.worker_claim, update.claim)
         if stale:
@@ -274,11 +280,20 @@ async def change_state(
         if not decision.apply:
             return run
         values = _transition_values(run, update)
+        previous, previous_changed_at = RunState(run.state), run.updated_at
         if await _compare_and_set(session, run, {"state": run.state}, values):
             entry = PipelineRunState(run_id=run.id, state=update.state.value, created_at=utcnow())
             session.add(entry)
             await session.commit()
             run = await _reload(session, pipeline_id, run_uuid)
+            observe_run_change(previous, previous_changed_at, run)
+            logger.info(
+                "run %s: %s → %s",
+                run_uuid,
+                previous.value,
+                run.state,
+                extra=names | {"state": run.state, "previous_state": previous.value},
+            )
             announce(runtime, run, [entry])
             runtime.events.publish(run.id)
             return run
@@ -330,7 +345,11 @@ async def cancel_run(
         try:
             await runtime.queue.abort(run.uuid, run.attempt)
         except QueueUnavailable as exc:
-            logger.warning("%s; the worker will see the run is cancelled", exc)
+            logger.warning(
+                "%s; the worker will see the run is cancelled",
+                exc,
+                extra={"run_uuid": run.uuid, "pipeline_uuid": pipeline.uuid},
+            )
     return run
 
 

@@ -26,6 +26,7 @@ import stamina
 
 from workflow_service.db import new_uuid
 from workflow_service.engine import EXIT_MEANINGS, PROGRESS_RE
+from workflow_service.logs import run_context
 from workflow_service.outbound import fetch_to_file
 from workflow_service.pipelines.models import PipelineKind
 from workflow_service.runs.schemas import ArtifactRegistration, Job, StateUpdate
@@ -124,6 +125,11 @@ class RunExecutor:
         sandbox.check_at_startup(settings)
 
     async def execute(self, pipeline_uuid: str, run_uuid: str) -> None:
+        """Execute the run; every line logged meanwhile names it (run_uuid, pipeline_uuid)."""
+        with run_context(pipeline_uuid, run_uuid):
+            await self._execute(pipeline_uuid, run_uuid)
+
+    async def _execute(self, pipeline_uuid: str, run_uuid: str) -> None:
         claim = new_uuid()
         try:
             job = await self.api.claim(pipeline_uuid, run_uuid, claim)
@@ -163,6 +169,7 @@ class RunExecutor:
         await reporter.close()
         try:
             await self.api.set_state(job.pipeline_uuid, job.run_uuid, final)
+            logger.info("run %s reported %s", job.run_uuid, final.state.value)
         except ApiRefused as exc:
             # The run ended elsewhere first (a cancel): its state stands.
             logger.info("run %s: final state %s refused: %s", job.run_uuid, final.state, exc)

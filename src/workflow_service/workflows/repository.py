@@ -162,3 +162,17 @@ async def unfinished_workflow_runs(session: AsyncSession, limit: int) -> list[in
         .limit(limit)
     )
     return list((await session.scalars(query)).all())
+
+
+async def newest_workflow_runs(
+    session: AsyncSession, workflow_id: int, limit: int
+) -> Sequence[WorkflowRun]:
+    """The workflow's newest runs, newest first, with their pipeline runs."""
+    query = (
+        select(WorkflowRun)
+        .where(WorkflowRun.workflow_id == workflow_id)
+        .options(*FULL_WORKFLOW_RUN)
+        .order_by(WorkflowRun.id.desc())
+        .limit(limit)
+    )
+    return (await session.scalars(query)).all()
