@@ -22,7 +22,7 @@ from sqlalchemy import text
 from tests.harness import Keys, free_port, mode, mode_settings, recorder, service
 from workflow_service import db
 from workflow_service.app import create_app
-from workflow_service.auth.models import Permission
+from workflow_service.auth.scheme import Permission
 from workflow_service.auth.service import create_application
 from workflow_service.models import Base
 from workflow_service.settings import Settings

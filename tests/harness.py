@@ -34,7 +34,7 @@ import uvicorn
 
 from workflow_service import db
 from workflow_service.app import create_app
-from workflow_service.auth.models import Permission
+from workflow_service.auth.scheme import Permission
 from workflow_service.auth.service import create_application
 from workflow_service.settings import Settings
 

@@ -10,7 +10,8 @@ from sqlalchemy import select, text
 
 from tests.harness import Keys
 from workflow_service import db
-from workflow_service.auth.models import Application, Permission
+from workflow_service.auth.models import Application
+from workflow_service.auth.scheme import Permission
 from workflow_service.auth.service import create_application, hash_key
 
 

@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 
 from tests.harness import Keys
 from workflow_service.app import create_app
-from workflow_service.auth.models import Permission
+from workflow_service.auth.scheme import Permission
 from workflow_service.settings import Settings
 
 PUBLIC = {"/healthcheck", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}

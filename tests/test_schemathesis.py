@@ -52,7 +52,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.harness import MODELS, Keys
 from workflow_service.app import create_app
 from workflow_service.auth.dependencies import API_KEY_HEADER
-from workflow_service.auth.models import Permission
+from workflow_service.auth.scheme import Permission
 from workflow_service.pagination import encode_cursor
 from workflow_service.queue.inprocess import InProcessQueue
 from workflow_service.runs.callbacks import CallbackDispatcher

@@ -9,22 +9,23 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-import uvicorn
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from workflow_service import db, logs
-from workflow_service.auth import service as auth_service
-from workflow_service.auth.models import Permission
+from workflow_service.auth.scheme import Permission
 from workflow_service.client import Client, ClientError, connection
 from workflow_service.credentials import write_credentials
-from workflow_service.pagination import Page
 from workflow_service.settings import Settings, SettingsError, load_settings
+
+# The client commands must start fast: the database, web and logging stacks are
+# imported by the server commands that use them.
+if TYPE_CHECKING:
+    from workflow_service import db
 
 cli = typer.Typer(
     name="workflow-service",
@@ -52,11 +53,14 @@ def _settings() -> Settings:
 def _configure_logging(settings: Settings) -> None:
     """LOG_FORMAT text or json, through structlog, for our loggers, uvicorn's and arq's
     (``serve`` hands the same configuration to uvicorn: ``log_config``)."""
+    from workflow_service import logs
+
     logs.configure(settings)
 
 
 def _with_database(settings: Settings, work: Callable[[db.Database], Awaitable[T]]) -> T:
     """Run ``work`` on a database brought to (or checked at) the migrations' head."""
+    from workflow_service import db
 
     async def main() -> T:
         database = db.create_database(settings)
@@ -77,6 +81,11 @@ def _with_database(settings: Settings, work: Callable[[db.Database], Awaitable[T
 @cli.command()
 def serve() -> None:
     """Serve the API (no configuration: SQLite file in the working directory)."""
+    import uvicorn
+
+    from workflow_service import logs
+    from workflow_service.auth import service as auth_service
+
     settings = _settings()
     _configure_logging(settings)
     if settings.web_concurrency > 1 and not settings.redis_url:
@@ -121,6 +130,8 @@ def serve() -> None:
 @cli.command()
 def migrate() -> None:
     """Upgrade the database to the latest schema."""
+    from workflow_service import db
+
     settings = _settings()
 
     async def work() -> None:
@@ -143,6 +154,8 @@ def create_application_key(
     ],
 ) -> None:
     """Create an API key and print `API_TOKEN=<key>` (the original's output)."""
+    from workflow_service.auth import service as auth_service
+
     if not name.strip() or len(name) > 100:
         raise _fail("the name must be 1 to 100 characters")
     settings = _settings()
@@ -158,6 +171,9 @@ def create_application_key(
 @cli.command(name="list-application-keys")
 def list_application_keys() -> None:
     """List live keys: uuid, key prefix, permissions, name (never the keys)."""
+    from workflow_service.auth import service as auth_service
+    from workflow_service.pagination import Page
+
     settings = _settings()
 
     async def work(database: db.Database) -> list[tuple[str, str, str, str]]:
@@ -176,13 +192,14 @@ def revoke_application_key(
     ],
 ) -> None:
     """Revoke a key: it stops working at once."""
+    from workflow_service.auth import service as auth_service
+    from workflow_service.errors import NotFound
+
     settings = _settings()
 
     async def work(database: db.Database) -> None:
         async with database.sessions() as session:
             await auth_service.revoke_application(session, uuid)
-
-    from workflow_service.errors import NotFound
 
     try:
         _with_database(settings, work)

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from workflow_service.auth.dependencies import API_KEY_HEADER
+from workflow_service.auth.scheme import API_KEY_HEADER
 from workflow_service.credentials import read_credentials
 
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})

@@ -1,6 +1,6 @@
 """Every table of the service, so that ``Base.metadata`` is complete (alembic, tests)."""
 
-from workflow_service.auth.models import Application, Permission
+from workflow_service.auth.models import Application
 from workflow_service.db import Base
 from workflow_service.pipelines.models import Pipeline, PipelineFile, PipelineKind
 from workflow_service.runs.models import Artifact, PipelineRun, PipelineRunInput, PipelineRunState
@@ -17,7 +17,6 @@ __all__ = [
     "Application",
     "Artifact",
     "Base",
-    "Permission",
     "Pipeline",
     "PipelineFile",
     "PipelineKind",

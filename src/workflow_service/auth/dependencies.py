@@ -11,11 +11,10 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from workflow_service.auth.models import Application, Permission
+from workflow_service.auth.models import Application
+from workflow_service.auth.scheme import API_KEY_HEADER, Permission
 from workflow_service.auth.service import authenticate
 from workflow_service.db import SessionDep
-
-API_KEY_HEADER = "Workflow-API-Key"
 
 api_key_header = APIKeyHeader(
     name=API_KEY_HEADER,

@@ -1,22 +1,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import JSON, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from workflow_service.auth.scheme import Permission
 from workflow_service.db import Base, TimestampedMixin, UTCDateTime
-
-
-class Permission(StrEnum):
-    PIPELINES_CLIENT = "PIPELINES_CLIENT"
-    """Everything a client application does: pipelines, runs, workflows."""
-    PIPELINES_WORKER = "PIPELINES_WORKER"
-    """What a worker reports: run state, console, progress, artifacts."""
-    ADMIN = "ADMIN"
-    """Managing applications and their keys."""
 
 
 class Application(TimestampedMixin, Base):

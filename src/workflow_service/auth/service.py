@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from workflow_service.auth.models import Application, Permission
+from workflow_service.auth.models import Application
+from workflow_service.auth.scheme import Permission
 from workflow_service.db import utcnow
 from workflow_service.errors import NotFound
 from workflow_service.pagination import Page

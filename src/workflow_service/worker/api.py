@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import stamina
 
-from workflow_service.auth.dependencies import API_KEY_HEADER
+from workflow_service.auth.scheme import API_KEY_HEADER
 from workflow_service.runs.schemas import ArtifactRegistration, ConsoleAppend, Job, StateUpdate
 
 logger = logging.getLogger(__name__)
