@@ -92,22 +92,3 @@ def test_since_returns_only_new_text() -> None:
     long = console.replace("x" * 10 + "y" * 30, cap=20)
     assert console.since(long, 35, 20) == "y" * 5
     assert console.since(long, 0, 20).startswith(console.TRUNCATION_MARKER)
-
-
-@pytest.mark.parametrize(
-    ("state", "was_running", "reported", "quiet", "since_end", "complete"),
-    [
-        ("RUNNING", True, True, 9.0, 9.0, False),
-        ("COMPLETED", True, False, 0.0, 0.0, True),
-        ("FAILED", True, False, 0.0, 0.0, True),
-        ("CANCELLED", False, False, 0.0, 0.0, True),  # never started: nothing will come
-        ("CANCELLED", True, False, 5.0, 1.0, False),  # the worker has not reported yet
-        ("CANCELLED", True, True, 0.2, 1.0, False),  # it is still sending
-        ("CANCELLED", True, True, 0.5, 1.0, True),
-        ("CANCELLED", True, False, 0.0, 8.0, True),  # no worker left to report
-    ],
-)
-def test_a_console_stream_ends_once_the_console_is_complete(
-    state: str, was_running: bool, reported: bool, quiet: float, since_end: float, complete: bool
-) -> None:
-    assert console.stream_complete(state, was_running, reported, quiet, since_end) is complete

@@ -59,29 +59,3 @@ def since(stream: Stream, offset: int, cap: int) -> str:
     if wanted <= len(tail):
         return tail[-wanted:]
     return TRUNCATION_MARKER + tail
-
-
-DRAIN_QUIET_SECONDS = 0.5
-DRAIN_MAX_SECONDS = 8.0
-
-
-def stream_complete(
-    state: str,
-    was_running: bool,
-    reported_since_end: bool,
-    quiet_seconds: float,
-    seconds_since_end: float,
-) -> bool:
-    """Whether a live console stream has all of a run's output and may send `end`.
-
-    A run that ended by itself: at once (its worker sends the console before the final
-    state). A run cancelled while running: its worker still sends the engine's last
-    lines after the cancel, so once it reported after the cancel and the console then
-    stayed quiet — or after DRAIN_MAX_SECONDS, when no worker is left to report."""
-    if state not in {"COMPLETED", "FAILED", "CANCELLED"}:
-        return False
-    if state != "CANCELLED" or not was_running:
-        return True
-    if seconds_since_end >= DRAIN_MAX_SECONDS:
-        return True
-    return reported_since_end and quiet_seconds >= DRAIN_QUIET_SECONDS

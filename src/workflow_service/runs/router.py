@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -13,7 +12,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from workflow_service.auth.dependencies import ClientApp, WorkerApp
-from workflow_service.db import Database, SessionDep, utcnow
+from workflow_service.db import Database, SessionDep
 from workflow_service.errors import NotFound, error_responses
 from workflow_service.pagination import PAGED_LIST, PageDep
 from workflow_service.pipelines.service import get_pipeline
@@ -30,6 +29,7 @@ from workflow_service.runs.schemas import (
     RunOut,
     StateUpdate,
 )
+from workflow_service.runs.states import RunState
 from workflow_service.runtime import Runtime, RuntimeDep
 from workflow_service.schemas import UuidPath
 from workflow_service.storage import ObjectNotFound, content_disposition
@@ -265,8 +265,7 @@ async def append_console(
     summary="Follow a run's console live (server-sent events)",
     description=(
         "Events: `std_out` and `std_err` (new text), `progress` (0-100), `state` (each new "
-        "state) and a last `end` once the run has ended and its console is drained (a run "
-        "cancelled while running: after its worker's last report, within 8 s). Each "
+        "state) and a last `end` once the run has ended and its console is drained. Each "
         "event's id is `<std_out size>:<std_err size>`: reconnecting with `Last-Event-ID` "
         "resumes there."
     ),
@@ -304,13 +303,10 @@ async def _console_events(
     out_offset, err_offset = offsets
     state: str | None = None
     progress: int | None = None
-    last_change = time.monotonic()
     while True:
         async with database.sessions() as session:
             run = (await service.get_run(session, pipeline_uuid, run_uuid, full=False))[1]
         event_id = f"{run.std_out_size}:{run.std_err_size}"
-        if (run.std_out_size, run.std_err_size) != (out_offset, err_offset):
-            last_change = time.monotonic()
         for name, stream, offset in (
             ("std_out", console.Stream(run.std_out, run.std_out_size), out_offset),
             ("std_err", console.Stream(run.std_err, run.std_err_size), err_offset),
@@ -325,14 +321,7 @@ async def _console_events(
         if run.state != state:
             state = run.state
             yield ServerSentEvent(data=state, event="state", id=event_id)
-        ended_at = run.completed_at or utcnow()
-        if console.stream_complete(
-            run.state,
-            was_running=run.started_at is not None,
-            reported_since_end=run.heartbeat_at is not None and run.heartbeat_at > ended_at,
-            quiet_seconds=time.monotonic() - last_change,
-            seconds_since_end=(utcnow() - ended_at).total_seconds(),
-        ):
+        if RunState(run.state).is_final:
             yield ServerSentEvent(data=run.state, event="end", id=event_id)
             return
         await asyncio.sleep(CONSOLE_POLL_SECONDS)
