@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import exists, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -131,15 +131,19 @@ async def load_workflow_run(session: AsyncSession, workflow_run_id: int) -> Work
     return await session.scalar(query)
 
 
-async def list_workflow_runs(
-    session: AsyncSession, workflow_id: int, page: Page
-) -> Sequence[WorkflowRun]:
-    query = (
+def _full_runs_of(workflow_id: int) -> Select[WorkflowRun]:
+    """A workflow's runs, each with its pipeline runs loaded."""
+    return (
         select(WorkflowRun)
         .where(WorkflowRun.workflow_id == workflow_id)
         .options(*FULL_WORKFLOW_RUN)
-        .order_by(WorkflowRun.id)
     )
+
+
+async def list_workflow_runs(
+    session: AsyncSession, workflow_id: int, page: Page
+) -> Sequence[WorkflowRun]:
+    query = _full_runs_of(workflow_id).order_by(WorkflowRun.id)
     if page.after_id is not None:
         query = query.where(WorkflowRun.id > page.after_id)
     return (await session.scalars(query.limit(page.fetch_size()))).all()
@@ -168,11 +172,5 @@ async def newest_workflow_runs(
     session: AsyncSession, workflow_id: int, limit: int
 ) -> Sequence[WorkflowRun]:
     """The workflow's newest runs, newest first, with their pipeline runs."""
-    query = (
-        select(WorkflowRun)
-        .where(WorkflowRun.workflow_id == workflow_id)
-        .options(*FULL_WORKFLOW_RUN)
-        .order_by(WorkflowRun.id.desc())
-        .limit(limit)
-    )
+    query = _full_runs_of(workflow_id).order_by(WorkflowRun.id.desc()).limit(limit)
     return (await session.scalars(query)).all()
