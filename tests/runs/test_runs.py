@@ -176,10 +176,13 @@ async def test_timeout_fails_and_kills(service: Service) -> None:
     assert not engine_processes(run["uuid"])
 
 
-async def follow_console(service: Service, run_url: str) -> list[tuple[str, str]]:
-    """The (event, data) pairs of a run's live console stream, up to its `end`."""
+async def test_live_console_stream(service: Service) -> None:
+    pipeline = await service.pipeline(kind="gridlabd", name="tiny")
+    await service.add_files(pipeline["uuid"], [MODELS / "tiny" / "tiny.glm"])
+    run = await service.start(pipeline["uuid"])
     events: list[tuple[str, str]] = []
-    async with service.client.stream("GET", f"{run_url}/console/stream", timeout=60) as response:
+    url = f"/v1/pipelines/{pipeline['uuid']}/runs/{run['uuid']}/console/stream"
+    async with service.client.stream("GET", url, timeout=60) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         event = "message"
@@ -190,14 +193,6 @@ async def follow_console(service: Service, run_url: str) -> list[tuple[str, str]
                 events.append((event, line.split(":", 1)[1].strip()))
                 if event == "end":
                     break
-    return events
-
-
-async def test_live_console_stream(service: Service) -> None:
-    pipeline = await service.pipeline(kind="gridlabd", name="tiny")
-    await service.add_files(pipeline["uuid"], [MODELS / "tiny" / "tiny.glm"])
-    run = await service.start(pipeline["uuid"])
-    events = await follow_console(service, f"/v1/pipelines/{pipeline['uuid']}/runs/{run['uuid']}")
     kinds = [kind for kind, _ in events]
     assert ("end", "COMPLETED") in events
     assert ("state", "COMPLETED") in events
@@ -215,10 +210,23 @@ async def test_stream_of_a_cancelled_run_ends_after_the_workers_last_lines(
     run = await service.start(pipeline["uuid"])
     await service.wait(pipeline["uuid"], run["uuid"], {"RUNNING"})
     url = f"/v1/pipelines/{pipeline['uuid']}/runs/{run['uuid']}"
-    following = asyncio.create_task(follow_console(service, url))
+    events: list[tuple[str, str]] = []
+
+    async def follow() -> None:
+        async with service.client.stream("GET", f"{url}/console/stream", timeout=60) as response:
+            event = "message"
+            async for line in response.aiter_lines():
+                if line.startswith("event:"):
+                    event = line.split(":", 1)[1].strip()
+                elif line.startswith("data:"):
+                    events.append((event, line.split(":", 1)[1].strip()))
+                    if event == "end":
+                        return
+
+    following = asyncio.create_task(follow())
     await asyncio.sleep(0.5)
     assert (await service.client.post(f"{url}/cancel")).json()["state"] == "CANCELLED"
-    events = await asyncio.wait_for(following, 20)
+    await asyncio.wait_for(following, 20)
     assert events[-1] == ("end", "CANCELLED")
     # The worker's last report, sent after it stopped the engine, reached the follower
     # before `end`.
