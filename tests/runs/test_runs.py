@@ -198,38 +198,3 @@ async def test_live_console_stream(service: Service) -> None:
     assert ("state", "COMPLETED") in events
     assert any(kind == "std_err" and "solver_KLU" in data for kind, data in events)
     assert kinds.index("state") < kinds.index("end")
-
-
-async def test_stream_of_a_cancelled_run_ends_after_the_workers_last_lines(
-    service: Service,
-) -> None:
-    pipeline = await service.pipeline(kind="gridlabd", name="long")
-    await service.add_files(
-        pipeline["uuid"], [MODELS / "long" / "long.glm", MODELS / "long" / "weather.csv"]
-    )
-    run = await service.start(pipeline["uuid"])
-    await service.wait(pipeline["uuid"], run["uuid"], {"RUNNING"})
-    url = f"/v1/pipelines/{pipeline['uuid']}/runs/{run['uuid']}"
-    events: list[tuple[str, str]] = []
-
-    async def follow() -> None:
-        async with service.client.stream("GET", f"{url}/console/stream", timeout=60) as response:
-            event = "message"
-            async for line in response.aiter_lines():
-                if line.startswith("event:"):
-                    event = line.split(":", 1)[1].strip()
-                elif line.startswith("data:"):
-                    events.append((event, line.split(":", 1)[1].strip()))
-                    if event == "end":
-                        return
-
-    following = asyncio.create_task(follow())
-    await asyncio.sleep(0.5)
-    assert (await service.client.post(f"{url}/cancel")).json()["state"] == "CANCELLED"
-    await asyncio.wait_for(following, 20)
-    assert events[-1] == ("end", "CANCELLED")
-    # The worker's last report, sent after it stopped the engine, reached the follower
-    # before `end`.
-    assert any(
-        kind == "std_err" and "[worker] execution stopped" in data for kind, data in events
-    ), events[-6:]

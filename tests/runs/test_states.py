@@ -5,13 +5,7 @@ from __future__ import annotations
 import pytest
 
 from workflow_service.runs import console
-from workflow_service.runs.states import (
-    ALLOWED,
-    RunState,
-    claim_refusal,
-    decide_transition,
-    releases_claim,
-)
+from workflow_service.runs.states import ALLOWED, RunState, claim_refusal, decide_transition
 
 S = RunState
 
@@ -98,27 +92,3 @@ def test_since_returns_only_new_text() -> None:
     long = console.replace("x" * 10 + "y" * 30, cap=20)
     assert console.since(long, 35, 20) == "y" * 5
     assert console.since(long, 0, 20).startswith(console.TRUNCATION_MARKER)
-
-
-@pytest.mark.parametrize(
-    ("state", "claim_held", "since_end", "complete"),
-    [
-        ("RUNNING", False, 9.0, False),
-        ("COMPLETED", True, 0.0, True),
-        ("FAILED", True, 0.0, True),
-        ("CANCELLED", False, 0.0, True),  # no worker held it, or it let go
-        ("CANCELLED", True, 1.0, False),  # its worker is still sending the last lines
-        ("CANCELLED", True, 8.0, True),  # no worker left to let go
-    ],
-)
-def test_a_console_stream_ends_once_the_console_is_complete(
-    state: str, claim_held: bool, since_end: float, complete: bool
-) -> None:
-    assert console.stream_complete(state, claim_held, since_end) is complete
-
-
-def test_only_the_holding_worker_releases_an_ended_run() -> None:
-    assert releases_claim(RunState.CANCELLED, "a" * 32, "a" * 32)
-    assert not releases_claim(RunState.CANCELLED, "a" * 32, "b" * 32)
-    assert not releases_claim(RunState.CANCELLED, "a" * 32, None)
-    assert not releases_claim(RunState.RUNNING, "a" * 32, "a" * 32)

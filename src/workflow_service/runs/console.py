@@ -59,20 +59,3 @@ def since(stream: Stream, offset: int, cap: int) -> str:
     if wanted <= len(tail):
         return tail[-wanted:]
     return TRUNCATION_MARKER + tail
-
-
-DRAIN_MAX_SECONDS = 8.0
-
-
-def stream_complete(state: str, claim_held: bool, seconds_since_end: float) -> bool:
-    """Whether a live console stream has all of a run's output and may send `end`.
-
-    A run that ended by itself: at once (its worker sends the console before the final
-    state). A run cancelled while a worker held it: that worker still sends the engine's
-    last lines after the cancel, then lets its claim go — so once the claim is released,
-    or after DRAIN_MAX_SECONDS when no worker is left to release it."""
-    if state not in {"COMPLETED", "FAILED", "CANCELLED"}:
-        return False
-    if state != "CANCELLED":
-        return True
-    return not claim_held or seconds_since_end >= DRAIN_MAX_SECONDS

@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from workflow_service.auth.dependencies import ClientApp, WorkerApp
-from workflow_service.db import Database, SessionDep, utcnow
+from workflow_service.db import Database, SessionDep
 from workflow_service.errors import NotFound, error_responses
 from workflow_service.pagination import PAGED_LIST, PageDep
 from workflow_service.pipelines.service import get_pipeline
@@ -29,6 +29,7 @@ from workflow_service.runs.schemas import (
     RunOut,
     StateUpdate,
 )
+from workflow_service.runs.states import RunState
 from workflow_service.runtime import Runtime, RuntimeDep
 from workflow_service.schemas import UuidPath
 from workflow_service.storage import ObjectNotFound, content_disposition
@@ -264,8 +265,7 @@ async def append_console(
     summary="Follow a run's console live (server-sent events)",
     description=(
         "Events: `std_out` and `std_err` (new text), `progress` (0-100), `state` (each new "
-        "state) and a last `end` once the run has ended and its console is drained (a run "
-        "cancelled while running: once its worker let it go, within 8 s). Each "
+        "state) and a last `end` once the run has ended and its console is drained. Each "
         "event's id is `<std_out size>:<std_err size>`: reconnecting with `Last-Event-ID` "
         "resumes there."
     ),
@@ -321,12 +321,7 @@ async def _console_events(
         if run.state != state:
             state = run.state
             yield ServerSentEvent(data=state, event="state", id=event_id)
-        ended_at = run.completed_at or utcnow()
-        if console.stream_complete(
-            run.state,
-            claim_held=run.worker_claim is not None,
-            seconds_since_end=(utcnow() - ended_at).total_seconds(),
-        ):
+        if RunState(run.state).is_final:
             yield ServerSentEvent(data=run.state, event="end", id=event_id)
             return
         await asyncio.sleep(CONSOLE_POLL_SECONDS)

@@ -40,13 +40,7 @@ from workflow_service.runs.schemas import (
     StateUpdate,
     UrlInput,
 )
-from workflow_service.runs.states import (
-    RunState,
-    can_cancel,
-    claim_refusal,
-    decide_transition,
-    releases_claim,
-)
+from workflow_service.runs.states import RunState, can_cancel, claim_refusal, decide_transition
 from workflow_service.runtime import Runtime
 from workflow_service.storage import ObjectTooLarge, StorageError
 from workflow_service.uploads import Upload
@@ -248,8 +242,6 @@ async def _reload(session: AsyncSession, pipeline_id: int, run_uuid: str) -> Pip
 def _transition_values(run: PipelineRun, update: StateUpdate) -> dict[str, Any]:
     now = utcnow()
     values: dict[str, Any] = {"state": update.state.value}
-    if update.state is RunState.NOT_STARTED:
-        values["worker_claim"] = None  # handed back: no worker holds it any more
     if update.state is RunState.RUNNING:
         values |= {
             "started_at": now,
@@ -284,11 +276,6 @@ async def change_state(
             raise BadRequest(stale, {"claim": [stale]})
         decision = decide_transition(RunState(run.state), update.state)
         if decision.refusal:
-            if releases_claim(RunState(run.state), run.worker_claim, update.claim):
-                await _compare_and_set(
-                    session, run, {"worker_claim": update.claim}, {"worker_claim": None}
-                )
-                await session.commit()
             raise BadRequest(decision.refusal, {"state": [f"the run is {run.state}"]})
         if not decision.apply:
             return run

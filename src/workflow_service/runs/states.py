@@ -76,11 +76,5 @@ def claim_refusal(current: RunState, current_claim: str | None, claim: str | Non
     return None
 
 
-def releases_claim(current: RunState, current_claim: str | None, claim: str | None) -> bool:
-    """The worker holding a run reports on it after the run ended without it (a cancel):
-    it has stopped the engine and sent the last console lines, so it lets the run go."""
-    return current.is_final and claim is not None and claim == current_claim
-
-
 def can_cancel(current: RunState) -> bool:
     return not current.is_final
