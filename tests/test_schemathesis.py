@@ -70,7 +70,7 @@ STEPS_PER_SEQUENCE = 10
 EXPLORE = int(os.environ.get("FUZZ_EXAMPLES", "0"))
 """FUZZ_EXAMPLES=N: N random (not derandomized) examples per operation and N sequences."""
 REQUEST_TIMEOUT_SECONDS = 10.0
-STREAM_TIMEOUT_SECONDS = 0.3
+STREAM_TIMEOUT_SECONDS = 0.5
 """The console stream of a run that has not ended never ends: keep what came by then."""
 
 
